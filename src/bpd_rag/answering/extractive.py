@@ -1,0 +1,192 @@
+"""The offline answerer: picks the retrieved sentences that answer the question and cites each one."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bpd_rag.answering import make_citation
+from bpd_rag.conflicts import Claim, find_disagreements
+from bpd_rag.embeddings import Embedder, Vector, cosine
+from bpd_rag.prompts import load_prompt
+from bpd_rag.textutil import sentence_spans, terms
+from bpd_rag.types import Answer, Citation, Conflict, Passage, source_type_label
+
+_CACHE_LIMIT = 50_000
+_NUMBER = r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|twelve|twenty|hundred|half|dozen)\b"
+
+# What kind of answer a question asks for, and what a sentence needs to contain to be one.
+_ANSWER_TYPES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
+    # price: "how much does it cost", "what is the price"
+    (
+        re.compile(r"\b(cost|costs|price|prices|pay|fee|fees|charge)\b", re.I),
+        re.compile(r"[$€£]\s?\d|\b\d[\d,.]*\s?(dollars|usd|eur)\b", re.I),
+    ),
+    # dose: "what dose", "how much ketamine"
+    (
+        re.compile(r"\b(dose|doses|dosage|dosing|mg|milligrams?)\b", re.I),
+        re.compile(r"\d[\d.]*\s?(mg|milligrams?|mcg|ml)\b|\b(doses?|infusions?|sessions?)\b", re.I),
+    ),
+    # count: "how many", "number of"
+    (re.compile(r"\bhow many\b|\bnumber of\b", re.I), re.compile(_NUMBER, re.I)),
+    # time: "when", "how long", "how soon", "how quickly"
+    (
+        re.compile(r"^\s*when\b|\bhow (long|soon|quickly|fast)\b", re.I),
+        re.compile(_NUMBER + r"|\b(minutes?|hours?|days?|weeks?|months?|years?|quickly|rapid|immediately)\b", re.I),
+    ),
+)
+
+
+@dataclass
+class _Candidate:
+    passage_index: int
+    start: int  # offsets within the passage's chunk text
+    end: int
+    text: str
+    doc_id: str
+    doc_offset: int
+    score: float = 0.0
+    vector: Vector | None = None
+
+
+def _answer_type_met(question: str, sentence: str) -> bool:
+    """False when the question asks for a price, dose, count or time that the sentence does not give."""
+    for asks, gives in _ANSWER_TYPES:
+        if asks.search(question):
+            return bool(gives.search(sentence))
+    return True
+
+
+def source_name(passage: Passage) -> str:
+    """How a source is named in an answer: publisher (or title) and the kind of source."""
+    chunk = passage.chunk
+    name = chunk.publisher or chunk.title or chunk.doc_id
+    return f"{name} ({source_type_label(chunk.source_type)})"
+
+
+class ExtractiveAnswerer:
+    """Selects evidence sentences by meaning and term overlap; every sentence of the reply is a cited quote."""
+
+    name = "extractive"
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        prompts_dir: Path,
+        max_sentences: int = 4,
+        min_score: float = 0.42,
+    ) -> None:
+        self.embedder = embedder
+        self.max_sentences = max_sentences
+        self.min_score = min_score
+        self.no_answer_text = load_prompt(prompts_dir, "no_answer.txt")
+        self.intro_text = load_prompt(prompts_dir, "answer_intro.txt")
+        self._vectors: dict[str, Vector] = {}
+
+    def _embed(self, texts: Sequence[str]) -> list[Vector]:
+        # Sentence vectors are cached: the same corpus sentences come back question after question.
+        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        if missing:
+            if len(self._vectors) + len(missing) > _CACHE_LIMIT:
+                self._vectors.clear()
+            self._vectors.update(zip(missing, self.embedder.embed_documents(missing), strict=True))
+        return [self._vectors[t] for t in texts]
+
+    def _candidates(self, passages: Sequence[Passage]) -> list[_Candidate]:
+        seen: set[tuple[str, int]] = set()
+        out: list[_Candidate] = []
+        for p_index, passage in enumerate(passages):
+            chunk = passage.chunk
+            for start, end in sentence_spans(chunk.text):
+                key = (chunk.doc_id, chunk.start + start)
+                text = chunk.text[start:end]
+                if key in seen or len(terms(text)) < 3:  # overlapping chunks repeat sentences; fragments say nothing
+                    continue
+                seen.add(key)
+                out.append(_Candidate(p_index, start, end, text, chunk.doc_id, chunk.start + start))
+        return out
+
+    def score(self, question: str, passages: Sequence[Passage]) -> list[_Candidate]:
+        """Candidates scored by 0.5 * cosine + 0.5 * idf-weighted share of the question's terms they contain."""
+        candidates = self._candidates(passages)
+        if not candidates:
+            return []
+        headings = [passages[c.passage_index].chunk.heading for c in candidates]
+        texts = [f"{h}: {c.text}" if h else c.text for c, h in zip(candidates, headings, strict=True)]
+        vectors = self._embed(texts)
+        query_vector = self.embedder.embed_query(question)
+        sentence_terms = [set(terms(t)) for t in texts]
+        df = Counter(t for ts in sentence_terms for t in ts)
+        n = len(candidates)
+        q_terms = set(terms(question))
+        idf = {t: math.log(1 + n / (1 + df.get(t, 0))) for t in q_terms}
+        total = sum(idf.values()) or 1.0
+        for cand, vector, s_terms in zip(candidates, vectors, sentence_terms, strict=True):
+            lexical = sum(idf[t] for t in q_terms & s_terms) / total
+            cand.vector = vector
+            cand.score = 0.5 * max(cosine(query_vector, vector), 0.0) + 0.5 * lexical
+            if not _answer_type_met(question, cand.text):
+                cand.score *= 0.5
+        return sorted(candidates, key=lambda c: -c.score)
+
+    def answer(self, question: str, passages: Sequence[Passage]) -> Answer:
+        ranked = self.score(question, passages)
+        relevant = [c for c in ranked if c.score >= self.min_score]
+        if not relevant:
+            return Answer(kind="no_answer", answer=self.no_answer_text, answerer=self.name)
+
+        chosen: list[_Candidate] = []
+        for cand in relevant:
+            if len(chosen) == self.max_sentences:
+                break
+            if any(cosine(cand.vector or [], c.vector or []) > 0.92 for c in chosen):
+                continue  # a near-repeat adds nothing
+            chosen.append(cand)
+
+        conflicts = self._conflicts(chosen, relevant, passages)
+        return self._compose(chosen, conflicts, passages)
+
+    def _conflicts(
+        self, chosen: list[_Candidate], relevant: list[_Candidate], passages: Sequence[Passage]
+    ) -> list[tuple[str, _Candidate, _Candidate]]:
+        """Disagreements between chosen sentences, or between a chosen one and other relevant evidence."""
+        pool = chosen + [c for c in relevant[: self.max_sentences * 3] if c not in chosen]
+        claims = [Claim(c.text, c.doc_id, source_name(passages[c.passage_index])) for c in pool]
+        sims = [[cosine(a.vector or [], b.vector or []) for b in pool] for a in pool]
+        out = []
+        for d in find_disagreements(claims, sims):
+            if pool[d.first] in chosen or pool[d.second] in chosen:
+                out.append((d.summary, pool[d.first], pool[d.second]))
+        return out
+
+    def _compose(
+        self,
+        chosen: list[_Candidate],
+        conflicts: list[tuple[str, _Candidate, _Candidate]],
+        passages: Sequence[Passage],
+    ) -> Answer:
+        # Both sides of a disagreement are shown, even if one side did not make the cut.
+        for _summary, a, b in conflicts:
+            for cand in (a, b):
+                if cand not in chosen:
+                    chosen.append(cand)
+        citations: list[Citation] = []
+        ids: dict[int, int] = {}
+        lines = [self.intro_text]
+        for cand in chosen:
+            passage = passages[cand.passage_index]
+            ids[id(cand)] = len(citations) + 1
+            citations.append(make_citation(len(citations) + 1, passage, cand.start, cand.end))
+            lines.append(f"- {source_name(passage)}: {cand.text} [{ids[id(cand)]}]")
+        conflict_models: list[Conflict] = []
+        for summary, a, b in conflicts:
+            cited = sorted({ids[id(a)], ids[id(b)]})
+            conflict_models.append(Conflict(summary=summary, citation_ids=cited))
+            lines.append(f"Note: {summary} {' '.join(f'[{n}]' for n in cited)}")
+        return Answer(
+            kind="answer", answer="\n".join(lines), citations=citations, conflicts=conflict_models, answerer=self.name
+        )

@@ -1,0 +1,287 @@
+"""LLMAnswerer: writes the answer with any OpenAI-compatible chat endpoint, then keeps only sentences the
+cited passages support, so the reply never says more than the documents do."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from bpd_rag.answering import Answerer, make_citation
+from bpd_rag.errors import LLMUnavailableError
+from bpd_rag.prompts import load_prompt
+from bpd_rag.support import SupportScorer
+from bpd_rag.textutil import sentence_spans, split_sentences
+from bpd_rag.types import Answer, Citation, Passage, source_type_label
+
+if TYPE_CHECKING:
+    from bpd_rag.settings import LLMSettings
+
+log = logging.getLogger(__name__)
+
+# Like pydantic-ai's flag of the same name: tests set it to False (tests/conftest.py) so that nothing
+# reaches a real endpoint unless a test asks for it; checked before every remote call.
+ALLOW_MODEL_REQUESTS = True
+
+SYSTEM_PROMPT = "answer_system.txt"
+USER_PROMPT = "answer_user.txt"
+USER_PROMPT_VARIABLES = frozenset({"passages", "question"})
+
+# The sentence answer_system.txt tells the model to reply with when the passages do not answer; it has
+# no citation by design, so the post-check recognises it instead of counting it as unsupported.
+NO_ANSWER_SENTENCE = "The sources I have do not answer this question."
+
+UNAVAILABLE_NOTICE = "The language model was unavailable, so this answer was assembled directly from the sources."
+UNSOURCED_NOTICE = (
+    "The language model did not produce a sourced answer, so this answer was assembled directly from the sources."
+)
+NOT_ANSWERED_NOTICE = (
+    "The language model found no answer in the sources, so this answer was assembled directly from them."
+)
+
+Messages = list[tuple[str, str]]
+
+# One citation group: [3] or [1, 3]; "[1][3]" is two groups.
+_MARKER = re.compile(r"\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]")
+# Markers written after the full stop ("... infusion. [2]") would start the next sentence when split,
+# so they are moved in front of it first.
+_MARKERS_AFTER_STOP = re.compile(r"([.!?])((?:[ \t]*\[\s*\d+(?:\s*,\s*\d+)*\s*\])+)")
+# List bullets and numbering ("1. ") at line starts: the splitter would read "1." as a sentence of its own.
+_LINE_PREFIX = re.compile(r"^[ \t]*(?:[-*•]|\d+[.)]|#+)[ \t]+", re.MULTILINE)
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?])")
+
+
+def format_passages(passages: Sequence[Passage]) -> str:
+    """The numbered passages as the model sees them: ``[n] (source type label, title) text``."""
+    blocks = []
+    for n, passage in enumerate(passages, start=1):
+        chunk = passage.chunk
+        label = source_type_label(chunk.source_type)
+        source = f"{label}, {chunk.title}" if chunk.title else label
+        blocks.append(f"[{n}] ({source}) {chunk.text.strip()}")
+    return "\n\n".join(blocks)
+
+
+def _normalize(text: str) -> str:
+    text = _LINE_PREFIX.sub("", text.replace("\r\n", "\n"))
+    return _MARKERS_AFTER_STOP.sub(lambda m: f"{m.group(2)}{m.group(1)}", text)
+
+
+def _comparable(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def _cited_numbers(sentence: str) -> list[int]:
+    numbers: list[int] = []
+    for match in _MARKER.finditer(sentence):
+        for part in match.group(1).split(","):
+            n = int(part)
+            if n not in numbers:
+                numbers.append(n)
+    return numbers
+
+
+def _clean(text: str) -> str:
+    return _SPACE_BEFORE_PUNCT.sub(r"\1", re.sub(r"[ \t]+", " ", text)).strip()
+
+
+def strip_markers(sentence: str) -> str:
+    """The sentence without its [n] markers: the claim the support scorer judges."""
+    return _clean(_MARKER.sub(" ", sentence))
+
+
+@dataclass
+class KeptSentence:
+    """A generated sentence that survived the post-check, with its supported passage numbers (1-based)."""
+
+    text: str
+    claim: str
+    cited: list[int]
+
+
+@dataclass
+class CheckedAnswer:
+    """What the post-check made of the generated text."""
+
+    kept: list[KeptSentence] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    said_no_answer: bool = False
+
+
+def check_sentences(text: str, passages: Sequence[Passage], support: SupportScorer, threshold: float) -> CheckedAnswer:
+    """Keep the sentences whose in-range citations support them (dropping unsupported markers); count the rest."""
+    checked = CheckedAnswer()
+    for sentence in split_sentences(_normalize(text)):
+        claim = strip_markers(sentence)
+        if not re.search(r"[A-Za-z0-9]", claim):
+            continue  # a stray marker or punctuation: nothing was claimed
+        if _comparable(claim) == _comparable(NO_ANSWER_SENTENCE):
+            checked.said_no_answer = True
+            continue
+        supported = [
+            n
+            for n in _cited_numbers(sentence)
+            if 1 <= n <= len(passages) and support.support(claim, passages[n - 1].chunk.text) >= threshold
+        ]
+        if supported:
+            checked.kept.append(KeptSentence(text=sentence, claim=claim, cited=supported))
+        else:
+            checked.dropped.append(claim)
+    return checked
+
+
+def best_span(claims: Sequence[str], passage: Passage, support: SupportScorer) -> tuple[int, int]:
+    """Offsets of the sentence of the passage that best supports any of the claims (earliest on ties)."""
+    text = passage.chunk.text
+    spans = list(sentence_spans(text)) or [(0, len(text))]
+    best, best_score = spans[0], -1.0
+    for start, end in spans:
+        score = max(support.support(claim, text[start:end]) for claim in claims)
+        if score > best_score:
+            best, best_score = (start, end), score
+    return best
+
+
+def _rewrite(sentence: str, renumber: dict[int, int]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        numbers = dict.fromkeys(int(part) for part in match.group(1).split(","))
+        return "".join(f"[{renumber[n]}]" for n in numbers if n in renumber)
+
+    return _clean(_MARKER.sub(replace, sentence))
+
+
+def assemble(checked: CheckedAnswer, passages: Sequence[Passage], support: SupportScorer) -> tuple[str, list[Citation]]:
+    """The answer text with citations renumbered 1..m in order of first use, and one verbatim quote each."""
+    order: list[int] = []
+    claims_by_passage: dict[int, list[str]] = {}
+    for sentence in checked.kept:
+        for n in sentence.cited:
+            if n not in claims_by_passage:
+                order.append(n)
+                claims_by_passage[n] = []
+            claims_by_passage[n].append(sentence.claim)
+    renumber = {old: new for new, old in enumerate(order, start=1)}
+    text = " ".join(_rewrite(sentence.text, {n: renumber[n] for n in sentence.cited}) for sentence in checked.kept)
+    citations = []
+    for old in order:
+        passage = passages[old - 1]
+        start, end = best_span(claims_by_passage[old], passage, support)
+        citations.append(make_citation(renumber[old], passage, start, end))
+    return text, citations
+
+
+def is_openai_endpoint(base_url: str | None) -> bool:
+    """Whether the base URL is OpenAI's own API (no URL means the client's default, which is OpenAI)."""
+    if not base_url:
+        return True
+    host = urlsplit(base_url).hostname or ""
+    return host == "openai.com" or host.endswith(".openai.com")
+
+
+def dropped_notice(count: int) -> str:
+    """The notice telling the reader how many generated sentences were removed."""
+    if count == 1:
+        return "1 sentence that the sources did not support was removed from this answer."
+    return f"{count} sentences that the sources did not support were removed from this answer."
+
+
+class LLMAnswerer:
+    """Answers with an OpenAI-compatible chat model; falls back to another answerer when that fails."""
+
+    name = "llm"
+
+    def __init__(
+        self,
+        settings: LLMSettings,
+        prompts_dir: Path,
+        support: SupportScorer,
+        fallback: Answerer,
+        support_threshold: float,
+    ) -> None:
+        self.settings = settings
+        self.prompts_dir = Path(prompts_dir)
+        self.support = support
+        self.fallback = fallback
+        self.support_threshold = support_threshold
+        # Read (and checked) now, not on the first question: a broken template should stop start-up.
+        self._system_prompt = load_prompt(self.prompts_dir, SYSTEM_PROMPT)
+        self._user_prompt = load_prompt(self.prompts_dir, USER_PROMPT, USER_PROMPT_VARIABLES)
+        self._client: Any = None
+
+    def answer(self, question: str, passages: Sequence[Passage]) -> Answer:
+        """A cited answer whose every sentence a cited passage supports, or the fallback's answer with a notice."""
+        passages = list(passages)
+        if not passages:
+            return self.fallback.answer(question, passages)
+        try:
+            generated = self._generate(self.messages(question, passages))
+        except LLMUnavailableError as exc:
+            log.warning("LLM answerer falling back: %s", exc)
+            return self._fall_back(question, passages, UNAVAILABLE_NOTICE)
+        checked = check_sentences(generated, passages, self.support, self.support_threshold)
+        if checked.dropped:
+            log.info("post-check removed %d sentence(s): %s", len(checked.dropped), checked.dropped)
+        if not checked.kept:
+            if checked.said_no_answer and not checked.dropped:
+                fallback = self.fallback.answer(question, passages)
+                if fallback.kind != "answer":
+                    return fallback  # both agree the sources do not answer: nothing degraded to announce
+                return fallback.model_copy(update={"notice": NOT_ANSWERED_NOTICE})
+            return self._fall_back(question, passages, UNSOURCED_NOTICE)
+        text, citations = assemble(checked, passages, self.support)
+        notice = dropped_notice(len(checked.dropped)) if checked.dropped else None
+        return Answer(kind="answer", answer=text, citations=citations, notice=notice, answerer=self.name)
+
+    def messages(self, question: str, passages: Sequence[Passage]) -> Messages:
+        """The (role, content) messages sent to the model; passages go in the user turn, as data."""
+        user = self._user_prompt.format(passages=format_passages(passages), question=question)
+        return [("system", self._system_prompt), ("user", user)]
+
+    def _generate(self, messages: Messages) -> str:
+        """The seam tests replace: send the messages to the endpoint and return the generated text."""
+        if not ALLOW_MODEL_REQUESTS:
+            # Raised, not turned into a fallback, so a test that forgot to stub the model fails loudly.
+            raise RuntimeError("Model requests are blocked: bpd_rag.answering.llm.ALLOW_MODEL_REQUESTS is False.")
+        try:
+            reply = self._chat_client().invoke(messages)
+        # Broad on purpose: connection errors, timeouts, HTTP errors and malformed replies arrive as many
+        # exception types (openai, httpx, pydantic, KeyError...), and every one must degrade to the fallback.
+        except Exception as exc:
+            raise LLMUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+        content = getattr(reply, "content", None)
+        if not isinstance(content, str) or not content.strip():
+            raise LLMUnavailableError(f"The endpoint returned no text ({type(content).__name__}).")
+        return content
+
+    def _chat_client(self) -> Any:
+        if self._client is None:
+            # Imported here: langchain is slow to import and only this answerer needs it.
+            from langchain_openai import ChatOpenAI
+
+            s = self.settings
+            # langchain-openai sends the cap as max_completion_tokens, which OpenAI wants but which
+            # llama-cpp-python's server and llamafile silently ignore (llama-cpp-python issue #1907), so a
+            # self-hosted endpoint gets the legacy max_tokens, which every compatible server reads. Never
+            # both: OpenAI rejects a request that sets the two.
+            cap: dict[str, Any] = (
+                {"max_tokens": s.max_tokens}
+                if is_openai_endpoint(s.base_url)
+                else {"max_tokens": None, "extra_body": {"max_tokens": s.max_tokens}}
+            )
+            self._client = ChatOpenAI(
+                model=s.model,
+                base_url=s.base_url,
+                api_key=s.api_key,
+                timeout=s.timeout_s,
+                temperature=s.temperature,
+                max_retries=0,  # a dead endpoint should fail fast; the fallback answers instead
+                **cap,
+            )
+        return self._client
+
+    def _fall_back(self, question: str, passages: Sequence[Passage], notice: str) -> Answer:
+        return self.fallback.answer(question, passages).model_copy(update={"notice": notice})

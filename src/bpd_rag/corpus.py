@@ -1,0 +1,185 @@
+"""Corpus files -> Documents: Markdown with front matter, plain text, HTML (main text) and PDF."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bpd_rag.errors import CorpusFileError
+from bpd_rag.types import Document
+
+SUPPORTED_SUFFIXES = (".md", ".txt", ".html", ".htm", ".pdf")
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*\n?", re.DOTALL)
+_FIELDS = ("title", "source_type", "publisher", "author", "published", "url")
+
+
+@dataclass
+class CorpusLoad:
+    """The documents read from a folder, and the files that could not be read (each with why)."""
+
+    documents: list[Document] = field(default_factory=list)
+    errors: list[CorpusFileError] = field(default_factory=list)
+
+
+def clean_text(text: str) -> str:
+    """Normalise line ends and blank runs; strip trailing spaces. Wording is never changed."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
+    text = re.sub(r"[ \t]+\n", "\n", text)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text.strip()
+
+
+def _title_from_stem(stem: str) -> str:
+    return stem.replace("-", " ").replace("_", " ").strip().capitalize()
+
+
+def _read_markdown(path: Path) -> tuple[dict[str, Any], str]:
+    raw = path.read_text(encoding="utf-8")
+    match = _FRONT_MATTER.match(raw)
+    if not match:
+        return {}, raw
+    try:
+        meta = yaml.safe_load(match.group(1)) or {}
+    except yaml.YAMLError as exc:
+        raise CorpusFileError(str(path), f"front matter is not valid YAML ({exc.__class__.__name__}: {exc})") from exc
+    if not isinstance(meta, dict):
+        raise CorpusFileError(str(path), "front matter must be a YAML mapping of key: value lines")
+    return meta, raw[match.end() :]
+
+
+def _read_text(path: Path) -> tuple[dict[str, Any], str]:
+    return {}, path.read_text(encoding="utf-8")
+
+
+def _read_html(path: Path) -> tuple[dict[str, Any], str]:
+    import trafilatura
+
+    html = path.read_text(encoding="utf-8", errors="replace")
+    text = trafilatura.extract(html, include_comments=False, include_tables=True, favor_precision=True)
+    meta_doc = trafilatura.extract_metadata(html)
+    meta: dict[str, Any] = {}
+    if meta_doc is not None:
+        for key in ("title", "author", "url"):
+            value = getattr(meta_doc, key, None)
+            if value:
+                meta[key] = value
+        if getattr(meta_doc, "date", None):
+            meta["published"] = meta_doc.date
+        if getattr(meta_doc, "sitename", None):
+            meta["publisher"] = meta_doc.sitename
+    return meta, text or ""
+
+
+def _read_pdf(path: Path) -> tuple[dict[str, Any], str]:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(str(path))
+        pages = [page.extract_text() or "" for page in reader.pages]
+        info = reader.metadata
+    except (PdfReadError, ValueError, KeyError, OSError) as exc:
+        raise CorpusFileError(str(path), f"not a readable PDF ({exc})") from exc
+    meta: dict[str, Any] = {}
+    if info is not None:
+        if info.title:
+            meta["title"] = str(info.title)
+        if info.author:
+            meta["author"] = str(info.author)
+    return meta, "\n\n".join(pages)
+
+
+_READERS: dict[str, Callable[[Path], tuple[dict[str, Any], str]]] = {
+    ".md": _read_markdown,
+    ".txt": _read_text,
+    ".html": _read_html,
+    ".htm": _read_html,
+    ".pdf": _read_pdf,
+}
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value).strip()
+
+
+def load_document(path: Path) -> Document:
+    """Read one corpus file; raises CorpusFileError saying what is wrong with it."""
+    reader = _READERS.get(path.suffix.lower())
+    if reader is None:
+        raise CorpusFileError(str(path), f"unsupported file type; use one of {', '.join(SUPPORTED_SUFFIXES)}")
+    try:
+        meta, body = reader(path)
+    except UnicodeDecodeError as exc:
+        raise CorpusFileError(
+            str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        ) from exc
+    except OSError as exc:
+        raise CorpusFileError(str(path), f"cannot be read ({exc.strerror or exc})") from exc
+    text = clean_text(body)
+    if not text:
+        raise CorpusFileError(str(path), "has no text (empty file, or nothing could be extracted)")
+    values = {key: _as_text(meta.get(key)) for key in _FIELDS}
+    if values["title"] is None and path.suffix.lower() == ".txt":
+        first_line = text.split("\n", 1)[0].strip()
+        values["title"] = first_line if len(first_line) <= 200 else None
+    title = values["title"] or _title_from_stem(path.stem)
+    digest = hashlib.sha256()
+    digest.update(repr(sorted((k, v) for k, v in values.items() if v)).encode())
+    digest.update(text.encode())
+    return Document(
+        doc_id=path.stem,
+        title=title,
+        text=text,
+        source_type=values["source_type"] or "unknown",
+        publisher=values["publisher"],
+        author=values["author"],
+        published=values["published"],
+        url=values["url"],
+        path=str(path),
+        content_hash=digest.hexdigest(),
+    )
+
+
+def corpus_files(corpus_dir: Path) -> list[Path]:
+    """The corpus files of a folder, sorted; hidden files and other types are left out."""
+    return sorted(
+        p
+        for p in Path(corpus_dir).iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SUPPORTED_SUFFIXES
+    )
+
+
+def load_corpus(corpus_dir: Path) -> CorpusLoad:
+    """Read every corpus file; a broken file is recorded in errors and skipped, never fatal."""
+    corpus_dir = Path(corpus_dir)
+    if not corpus_dir.is_dir():
+        raise CorpusFileError(str(corpus_dir), "corpus folder not found; set BPD_RAG_CORPUS_DIR or create it")
+    result = CorpusLoad()
+    seen: dict[str, Path] = {}
+    for path in corpus_files(corpus_dir):
+        try:
+            document = load_document(path)
+        except CorpusFileError as exc:
+            result.errors.append(exc)
+            continue
+        if document.doc_id in seen:
+            result.errors.append(
+                CorpusFileError(
+                    str(path), f"has the same document id as {seen[document.doc_id].name}; rename one of them"
+                )
+            )
+            continue
+        seen[document.doc_id] = path
+        result.documents.append(document)
+    return result

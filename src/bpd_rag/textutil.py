@@ -1,0 +1,264 @@
+"""Small text tools shared by chunking, BM25, answering and evaluation: sentences, terms, stemming."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+# Words that carry no topic. Question words stay out of BM25 but answering uses them for answer types.
+STOPWORDS = frozenset(
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "aren't",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "cannot",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "isn't",
+        "it",
+        "it's",
+        "its",
+        "itself",
+        "just",
+        "let's",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "ought",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "that's",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+        "also",
+        "may",
+        "might",
+        "must",
+        "shall",
+        "us",
+        "i'm",
+        "i've",
+        "tell",
+        "know",
+        "please",
+        "say",
+        "says",
+        "said",
+        "get",
+        "got",
+        "like",
+        "one",
+        "two",
+        "much",
+        "many",
+        "does",
+        "did",
+        "well",
+        "really",
+        "there's",
+        "what's",
+    ]
+)
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+
+
+def stem(word: str) -> str:
+    """A light suffix stripper (plural, -ing, -ed, -ly): enough to match 'infusions' with 'infusion'."""
+    for suffix, keep in (
+        ("ies", "y"),
+        ("sses", "ss"),
+        ("ness", ""),
+        ("ing", ""),
+        ("edly", ""),
+        ("ed", ""),
+        ("ly", ""),
+        ("es", ""),
+        ("s", ""),
+    ):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            if suffix == "s" and word.endswith(("ss", "us", "is")):
+                return word
+            return word[: len(word) - len(suffix)] + keep
+    return word
+
+
+def words(text: str) -> list[str]:
+    """Lower-case word tokens, hyphenated words kept whole."""
+    return _TOKEN.findall(text.lower().replace("’", "'"))
+
+
+def terms(text: str) -> list[str]:
+    """Stemmed content terms (stop words removed): the unit of BM25 and lexical overlap."""
+    out: list[str] = []
+    for word in words(text):
+        if word in STOPWORDS:
+            continue
+        out.append(stem(word))
+        if "-" in word:  # "fast-acting" also matches "fast" and "acting"
+            out.extend(stem(part) for part in word.split("-") if part and part not in STOPWORDS)
+    return out
+
+
+# A sentence ends at . ! ? (optionally followed by a closing quote or bracket) before white space and a
+# capital, digit or opening quote; common abbreviations do not end sentences.
+_ABBREVIATIONS = (
+    "Dr",
+    "Mr",
+    "Mrs",
+    "Ms",
+    "Prof",
+    "St",
+    "vs",
+    "e.g",
+    "i.e",
+    "etc",
+    "al",
+    "Fig",
+    "No",
+    "U.S",
+    "Jr",
+    "Sr",
+)
+_BOUNDARY = re.compile(r"(?<=[.!?])[\"”’)\]]?(?=\s+[\"“(\[]?[A-Z0-9])")
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int]]:
+    """(start, end) offsets of the sentences of text[start:end], white space trimmed, lines never joined."""
+    end = len(text) if end is None else end
+    for line in re.finditer(r"[^\n]+", text[start:end]):
+        line_start = start + line.start()
+        line_text = line.group()
+        cursor = 0
+        for match in _BOUNDARY.finditer(line_text):
+            before = line_text[cursor : match.start()]
+            last_word = before.rsplit(None, 1)[-1] if before.split() else ""
+            if last_word.rstrip(".!?") in _ABBREVIATIONS or re.fullmatch(r"[A-Z]\.", last_word):
+                continue
+            yield from _trimmed(text, line_start + cursor, line_start + match.end())
+            cursor = match.end()
+        yield from _trimmed(text, line_start + cursor, line_start + len(line_text))
+
+
+def _trimmed(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    if end > start:
+        yield start, end
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of a text."""
+    return [text[s:e] for s, e in sentence_spans(text)]

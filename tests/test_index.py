@@ -1,0 +1,96 @@
+"""Ingest: incremental by content hash, atomic manifest swap, clear errors for missing or corrupt indexes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bpd_rag.embeddings import HashEmbedder
+from bpd_rag.errors import IndexCorruptError, IndexMissingError
+from bpd_rag.index import ingest
+from bpd_rag.pipeline import Pipeline
+from bpd_rag.store import MemoryStore
+from tests.conftest import make_settings, write_doc
+
+
+def _ingest(corpus: Path, store: MemoryStore):  # type: ignore[no-untyped-def]
+    return ingest(corpus, store, HashEmbedder(), 96, 1)
+
+
+def test_reingest_skips_unchanged_replaces_changed_removes_deleted(tmp_path: Path) -> None:
+    write_doc(tmp_path, "a", "Ketamine was given as an infusion. " * 5)
+    write_doc(tmp_path, "b", "Midazolam was the control. " * 5)
+    store = MemoryStore()
+    first = _ingest(tmp_path, store)
+    assert sorted(first.added) == ["a", "b"] and first.chunks_written > 0
+    n_chunks = len(store.all_chunks())
+
+    again = _ingest(tmp_path, store)
+    assert again.chunks_written == 0 and sorted(again.unchanged) == ["a", "b"]
+    assert len(store.all_chunks()) == n_chunks  # no duplicates
+
+    write_doc(tmp_path, "a", "Ketamine was given over forty minutes. " * 5)
+    (tmp_path / "b.md").unlink()
+    changed = _ingest(tmp_path, store)
+    assert changed.updated == ["a"] and changed.removed == ["b"]
+    texts = " ".join(c.text for c in store.all_chunks())
+    assert "forty minutes" in texts and "as an infusion" not in texts and "Midazolam" not in texts
+
+
+def test_interrupted_ingest_leaves_the_previous_index_usable(tmp_path: Path) -> None:
+    write_doc(tmp_path, "a", "The first version says placebo. " * 5)
+    write_doc(tmp_path, "b", "Another document about dosing. " * 5)
+    store = MemoryStore()
+    _ingest(tmp_path, store)
+    before = store.read_manifest()
+
+    write_doc(tmp_path, "a", "The second version says midazolam. " * 5)
+    write_doc(tmp_path, "b", "Another document, changed too. " * 5)
+    store.fail_after_adds = 1  # the second document's write "crashes"
+    with pytest.raises(RuntimeError):
+        _ingest(tmp_path, store)
+    assert store.read_manifest() == before
+    live = [c for c in store.all_chunks() if before is not None and before.is_live(c)]
+    assert live and all("placebo" in c.text or "dosing" in c.text for c in live)
+
+    store.fail_after_adds = None
+    _ingest(tmp_path, store)  # the next ingest finishes the job and clears the leftovers
+    assert all("midazolam" in c.text or "changed too" in c.text for c in store.all_chunks())
+
+
+def test_a_broken_file_keeps_its_previous_version(tmp_path: Path) -> None:
+    path = write_doc(tmp_path, "a", "Ketamine text that was fine. " * 3)
+    store = MemoryStore()
+    _ingest(tmp_path, store)
+    path.write_text("---\ntitle: [broken\n---\ntext", encoding="utf-8")
+    report = _ingest(tmp_path, store)
+    assert report.kept_previous == ["a"] and report.removed == []
+    assert report.errors and "a.md" in report.errors[0].path
+    assert store.all_chunks()
+
+
+def test_missing_index_tells_the_user_to_ingest(tmp_path: Path, tmp_corpus: Path) -> None:
+    pipeline = Pipeline(make_settings(tmp_path, tmp_corpus), HashEmbedder())
+    with pytest.raises(IndexMissingError, match="bpd-rag ingest"):
+        pipeline.ask("What dose was used?")
+
+
+def test_corrupt_index_says_how_to_rebuild(tmp_path: Path, tmp_corpus: Path) -> None:
+    settings = make_settings(tmp_path, tmp_corpus)
+    Pipeline(settings, HashEmbedder()).ingest()
+    for db in Path(settings.store.path).rglob("*.sqlite3"):
+        db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises((IndexCorruptError, IndexMissingError), match="bpd-rag ingest"):
+        Pipeline(settings, HashEmbedder()).ask("What dose was used?")
+    rebuilt = Pipeline(settings, HashEmbedder())
+    report = rebuilt.ingest(rebuild=True)
+    assert report.chunks_total > 0
+    assert rebuilt.ask("What dose of ketamine was given?").kind in {"answer", "no_answer"}
+
+
+def test_changing_the_embedder_reembeds_everything(tmp_path: Path, tmp_corpus: Path) -> None:
+    settings = make_settings(tmp_path, tmp_corpus)
+    Pipeline(settings, HashEmbedder(dimension=256)).ingest()
+    report = Pipeline(settings, HashEmbedder(dimension=128)).ingest()
+    assert report.unchanged == [] and report.chunks_written == report.chunks_total > 0

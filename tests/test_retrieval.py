@@ -1,0 +1,36 @@
+"""BM25, fusion and follow-up resolution."""
+
+from __future__ import annotations
+
+from bpd_rag.retrieval import BM25Index, resolve_query
+from bpd_rag.types import Message
+
+
+def test_bm25_prefers_rarer_terms_and_ignores_unknown_ones() -> None:
+    docs = [["ketamine", "dose", "infusion"], ["ketamine", "trial"], ["ketamine", "bladder"], []]
+    index = BM25Index(docs)
+    assert index.top(["bladder", "nonexistent"], 5)[0][0] == 2
+    assert index.top(["ketamine", "dose"], 5)[0][0] == 0
+    assert index.top(["nothing"], 5) == []
+
+
+def test_follow_up_borrows_the_previous_question() -> None:
+    history = [
+        Message(role="user", content="Tell me about the pilot trial of ketamine"),
+        Message(role="assistant", content="..."),
+    ]
+    assert (
+        resolve_query("what dose was used for that?", history)
+        == "Tell me about the pilot trial of ketamine what dose was used for that?"
+    )
+    assert resolve_query("What side effects did participants report after ketamine?", history).startswith("What side")
+    assert resolve_query("what dose was used for that?", []) == "what dose was used for that?"
+
+
+def test_hybrid_retrieval_ranks_the_passage_with_both_signals(hash_pipeline) -> None:  # type: ignore[no-untyped-def]
+    hash_pipeline.ingest()
+    passages = hash_pipeline.retriever.retrieve("bladder problems incontinence urinating")
+    assert passages[0].chunk.doc_id == "ketamine-bpd-pros-cons"
+    assert "bladder" in passages[0].chunk.text.lower()
+    assert passages[0].bm25_rank == 1
+    assert len(passages) == hash_pipeline.settings.retrieval.top_k

@@ -1,0 +1,142 @@
+"""One contract over every store: memory, embedded Chroma, and a real `chroma run` server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bpd_rag.embeddings import HashEmbedder
+from bpd_rag.errors import IndexMissingError
+from bpd_rag.pipeline import Pipeline
+from bpd_rag.settings import Settings
+from bpd_rag.store import ChromaStore, Manifest, MemoryStore, VectorStore
+from bpd_rag.types import Chunk
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Chroma server on 127.0.0.1, started here and stopped by its PID."""
+    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
+    if chroma is None:
+        pytest.fail("the `chroma` command (from the chromadb package) is not installed")
+    port = _free_port()
+    data = tmp_path_factory.mktemp("chroma-server")
+    log = open(data / "server.log", "wb")  # noqa: SIM115 - closed after the server stops
+    proc = subprocess.Popen(
+        [chroma, "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(data / "db")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(
+                        f"chroma run did not start: {(data / 'server.log').read_text(errors='replace')[-2000:]}"
+                    )
+                time.sleep(0.3)
+        yield url
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(params=["memory", "embedded", "server"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> VectorStore:
+    if request.param == "memory":
+        return MemoryStore()
+    if request.param == "embedded":
+        return ChromaStore.embedded(tmp_path / "db", f"contract-{tmp_path.name[-20:]}", create=True)
+    url = request.getfixturevalue("chroma_server")
+    return ChromaStore.server(url, f"contract-{tmp_path.name[-20:]}".replace("_", "-"))
+
+
+def _chunk(i: int, doc: str = "d", text: str | None = None) -> Chunk:
+    return Chunk(
+        chunk_id=f"{doc}::h::{i}",
+        doc_id=doc,
+        index=i,
+        text=text or f"text {i}",
+        start=i,
+        end=i + 1,
+        title="T",
+        source_type="news",
+        doc_hash="h",
+        heading=None if i else "Intro",
+    )
+
+
+def test_store_contract(store: VectorStore) -> None:
+    assert store.read_manifest() is None
+    embedder = HashEmbedder(dimension=32)
+    chunks = [
+        _chunk(0, text="ketamine infusion dose"),
+        _chunk(1, text="bladder problems"),
+        _chunk(2, doc="e", text="midazolam control"),
+    ]
+    store.add(chunks, embedder.embed_documents([c.text for c in chunks]))
+    hits = store.query(embedder.embed_query("bladder problems"), 2)
+    assert hits[0][0] == "d::h::1" and hits[0][1] == pytest.approx(1.0, abs=1e-4)
+    assert len(hits) == 2
+    stored = {c.chunk_id: c for c in store.all_chunks()}
+    assert stored["d::h::0"] == chunks[0]  # every field survives the round trip (None stays None)
+    assert stored["d::h::1"].heading is None and stored["d::h::0"].url is None
+    store.add([chunks[1]], embedder.embed_documents([chunks[1].text]))  # re-adding replaces, never duplicates
+    assert len(store.all_chunks()) == 3
+    store.delete(["d::h::1"])
+    assert {c.chunk_id for c in store.all_chunks()} == {"d::h::0", "e::h::2"}
+    manifest = Manifest(embedder="hash:32", dimension=32, chunking={"max_tokens": 64}, docs={"d": "h", "e": "h"})
+    store.write_manifest(manifest)
+    assert store.read_manifest() == manifest
+    store.drop()
+    assert store.read_manifest() is None
+
+
+@pytest.mark.chroma_server
+def test_pipeline_against_a_chroma_server(chroma_server: str, tmp_corpus: Path, tmp_path: Path) -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        corpus_dir=tmp_corpus,
+        embedding={"backend": "hash"},
+        store={"chroma_url": chroma_server, "collection": "pipeline-test", "path": tmp_path / "unused"},
+    )
+    pipeline = Pipeline(settings, HashEmbedder())
+    report = pipeline.ingest()
+    assert len(report.added) == 5 and report.chunks_total > 0
+    assert Pipeline(settings, HashEmbedder()).ingest().chunks_written == 0
+    answer = Pipeline(settings, HashEmbedder()).ask("bladder problems incontinence")
+    assert answer.citations and answer.citations[0].doc_id == "ketamine-bpd-pros-cons"
+    assert not (tmp_path / "unused").exists()  # the embedded folder is not touched in server mode
+
+
+def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{_free_port()}"
+    with pytest.raises(IndexMissingError, match="chroma run"):
+        ChromaStore.server(url).read_manifest()
