@@ -521,11 +521,14 @@ KETAMINE_QUESTION = "Does ketamine help people with BPD, and how long does the e
 class RecordingLLMAnswerer(LLMAnswerer):
     """The real LLMAnswerer, keeping the raw text the model generated."""
 
-    raw: list[str]
+    def __init__(self, base_url: str, fallback: FakeFallback) -> None:
+        settings = LLMSettings(base_url=base_url, model="smollm2", timeout_s=60)
+        super().__init__(settings, PROMPTS_DIR, support(), fallback, THRESHOLD)
+        self.raw: list[str] = []
 
     def _generate(self, messages: Messages) -> str:
         text = super()._generate(messages)
-        self.raw = [*getattr(self, "raw", []), text]
+        self.raw.append(text)
         return text
 
 
@@ -554,9 +557,7 @@ def test_real_server_honours_the_token_cap(llama_server: str) -> None:
 @pytest.mark.usefixtures("allow_model_requests")
 def test_real_server_answer_is_supported_or_falls_back(llama_server: str) -> None:
     fallback = FakeFallback()
-    answerer = RecordingLLMAnswerer(
-        LLMSettings(base_url=llama_server, model="smollm2", timeout_s=60), PROMPTS_DIR, support(), fallback, THRESHOLD
-    )
+    answerer = RecordingLLMAnswerer(llama_server, fallback)
     result = answerer.answer(KETAMINE_QUESTION, KETAMINE_PASSAGES)
     log.info("raw model output: %r", answerer.raw)
     log.info("answer: %s", result.model_dump_json())
@@ -570,13 +571,7 @@ def test_real_server_answer_is_supported_or_falls_back(llama_server: str) -> Non
 @pytest.mark.llm
 @pytest.mark.usefixtures("allow_model_requests")
 def test_real_server_output_and_answer_agree_with_the_post_check(llama_server: str) -> None:
-    answerer = RecordingLLMAnswerer(
-        LLMSettings(base_url=llama_server, model="smollm2", timeout_s=60),
-        PROMPTS_DIR,
-        support(),
-        FakeFallback(),
-        THRESHOLD,
-    )
+    answerer = RecordingLLMAnswerer(llama_server, FakeFallback())
     result = answerer.answer(KETAMINE_QUESTION, KETAMINE_PASSAGES)
     (raw,) = answerer.raw
     checked = check_sentences(raw, KETAMINE_PASSAGES, support(), THRESHOLD)

@@ -7,6 +7,8 @@ import pytest
 from bpd_rag.chunking import chunk_document
 from bpd_rag.corpus import load_corpus
 from bpd_rag.embeddings import HashEmbedder, SentenceTransformerEmbedder
+from bpd_rag.index import embedding_text
+from bpd_rag.settings import Settings
 from bpd_rag.textutil import split_sentences
 from bpd_rag.types import Document
 from tests.conftest import CORPUS
@@ -57,7 +59,9 @@ def test_small_budget_splits_with_overlap_and_oversized_sentences() -> None:
 @pytest.mark.real_model
 def test_every_corpus_chunk_fits_the_minilm_window(real_embedder: SentenceTransformerEmbedder) -> None:
     """MiniLM truncates at 256 tokens: a chunk over the window would be embedded only in part."""
+    budget = Settings(_env_file=None).chunking.max_tokens  # type: ignore[call-arg]
     for doc in load_corpus(CORPUS).documents:
-        for chunk in chunk_document(doc, real_embedder.count_tokens, max_tokens=128):
-            assert real_embedder.count_tokens(chunk.text) <= 128
-            assert real_embedder.count_tokens(chunk.text) <= real_embedder.max_tokens
+        for chunk in chunk_document(doc, real_embedder.count_tokens, max_tokens=budget):
+            assert real_embedder.count_tokens(chunk.text) <= budget
+            # What is embedded (publisher and heading in front) must fit the window too.
+            assert real_embedder.count_tokens(embedding_text(chunk)) <= real_embedder.max_tokens

@@ -77,7 +77,7 @@ def _graded(text: str) -> dict[str, str]:
 
 
 def find_disagreements(
-    claims: Sequence[Claim], similarity: Sequence[Sequence[float]], same_topic: float = 0.5
+    claims: Sequence[Claim], similarity: Sequence[Sequence[float]], same_topic: float = 0.65
 ) -> list[Disagreement]:
     """Pairs of claims that disagree. ``similarity[i][j]`` (cosine) keeps apart claims about different studies."""
     found: list[Disagreement] = []

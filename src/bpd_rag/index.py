@@ -57,7 +57,7 @@ def ingest(
     """Bring the index in line with the corpus folder, re-embedding only what changed."""
     loaded = load_corpus(corpus_dir)
     report = IngestReport(errors=loaded.errors)
-    chunking = {"max_tokens": max_tokens, "overlap_sentences": overlap_sentences}
+    chunking = {"max_tokens": max_tokens, "overlap_sentences": overlap_sentences, "text_format": EMBEDDING_TEXT_FORMAT}
     old = store.read_manifest() or Manifest()
     # A different embedder or chunking makes every stored vector stale: re-embed everything.
     compatible = old.embedder == embedder.name and old.dimension == embedder.dimension and old.chunking == chunking
@@ -103,9 +103,14 @@ def ingest(
     return report
 
 
+# Bump when embedding_text changes: stored vectors of another format are re-embedded on the next ingest.
+EMBEDDING_TEXT_FORMAT = 2
+
+
 def embedding_text(chunk: Chunk) -> str:
-    """What is embedded for a chunk: its section heading gives short passages their topic."""
-    return f"{chunk.heading}: {chunk.text}" if chunk.heading else chunk.text
+    """What is indexed for a chunk: who published it and its section heading give a short passage its context."""
+    context = " — ".join(part for part in (chunk.publisher, chunk.heading) if part)
+    return f"{context}: {chunk.text}" if context else chunk.text
 
 
 def collect_garbage(store: VectorStore, manifest: Manifest) -> int:

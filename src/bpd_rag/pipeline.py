@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Protocol
@@ -19,11 +19,15 @@ from bpd_rag.store import VectorStore, open_store, release_embedded
 from bpd_rag.support import EmbeddingLexicalSupport
 from bpd_rag.types import Answer, Message
 
+# Answers a question from the sources (retrieval + the extractive answerer), for replies that add
+# general information to a refusal.
+Lookup = Callable[[str], Answer]
+
 
 class Guard(Protocol):
     """Safety checks around answering: may answer a message itself before retrieval, and checks replies."""
 
-    def before(self, message: str, history: Sequence[Message]) -> Answer | None: ...
+    def before(self, message: str, history: Sequence[Message], lookup: Lookup) -> Answer | None: ...
 
     def after(self, message: str, history: Sequence[Message], answer: Answer) -> Answer: ...
 
@@ -89,10 +93,10 @@ class Pipeline:
     def ask(self, message: str, history: Sequence[Message] = ()) -> Answer:
         """Answer one message in the context of the conversation so far."""
         if self.guard is not None:
-            early = self.guard.before(message, history)
+            early = self.guard.before(message, history, self.lookup)
             if early is not None:
                 return early
-        query = resolve_query(message, history)
+        query = self.retriever.correct_spelling(resolve_query(message, history))
         passages = self.retriever.retrieve(query)
         answer = self.answerer.answer(query, passages)
         if answer.kind == "answer":
@@ -100,6 +104,10 @@ class Pipeline:
         if self.guard is not None:
             answer = self.guard.after(message, history, answer)
         return answer
+
+    def lookup(self, question: str) -> Answer:
+        """What the sources say about a question, from the offline answerer (no LLM, no safety layer)."""
+        return self.extractive.answer(question, self.retriever.retrieve(question))
 
     def ingest(self, progress: ProgressCallback | None = None, rebuild: bool = False) -> IngestReport:
         """Bring the index in line with the corpus folder (everything re-embedded with rebuild)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -76,12 +77,45 @@ class BM25Index:
         return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:n]
 
 
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+_MIN_CORRECTABLE = 5  # shorter words have too many one-edit neighbours ("cost" -> "most")
+
+
+def _one_edit(word: str) -> set[str]:
+    """Every string one deletion, transposition, replacement or insertion away from word."""
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    deletes = {a + b[1:] for a, b in splits if b}
+    transposes = {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+    replaces = {a + c + b[1:] for a, b in splits if b for c in _LETTERS}
+    inserts = {a + c + b for a, b in splits for c in _LETTERS}
+    return deletes | transposes | replaces | inserts
+
+
+class Speller:
+    """Corrects a misspelled query word to the most frequent corpus word one edit away ("trail" -> "trial")."""
+
+    def __init__(self, vocabulary: Counter[str]) -> None:
+        self.vocabulary = vocabulary
+
+    def correct_word(self, word: str) -> str:
+        lower = word.lower()
+        if len(lower) < _MIN_CORRECTABLE or not lower.isalpha() or lower in self.vocabulary:
+            return word
+        known = [w for w in _one_edit(lower) if w in self.vocabulary]
+        return max(known, key=lambda w: (self.vocabulary[w], w)) if known else word
+
+    def correct(self, text: str) -> str:
+        """The text with each unknown word replaced by its correction, everything else untouched."""
+        return re.sub(r"[A-Za-z]+", lambda m: self.correct_word(m.group()), text)
+
+
 @dataclass
 class _Snapshot:
     manifest_json: str
     chunks: list[Chunk]
     by_id: dict[str, int]
     bm25: BM25Index
+    speller: Speller
 
 
 class Retriever:
@@ -98,11 +132,13 @@ class Retriever:
     def _load(self, manifest: Manifest) -> _Snapshot:
         chunks = [c for c in self.store.all_chunks() if manifest.is_live(c)]
         chunks.sort(key=lambda c: (c.doc_id, c.index))
+        texts = [embedding_text(c) for c in chunks]
         return _Snapshot(
             manifest_json=manifest.to_json(),
             chunks=chunks,
             by_id={c.chunk_id: i for i, c in enumerate(chunks)},
-            bm25=BM25Index([terms(embedding_text(c)) for c in chunks]),
+            bm25=BM25Index([terms(t) for t in texts]),
+            speller=Speller(Counter(w for t in texts for w in words(t))),
         )
 
     def snapshot(self) -> _Snapshot:
@@ -123,6 +159,10 @@ class Retriever:
                 self._snapshot = self._load(manifest)
             self._checked_at = now
             return self._snapshot
+
+    def correct_spelling(self, query: str) -> str:
+        """The query with misspelled words corrected against the corpus vocabulary."""
+        return self.snapshot().speller.correct(query)
 
     def retrieve(self, query: str, k: int | None = None) -> list[Passage]:
         """The k best passages for the query, by weighted reciprocal rank fusion of dense and BM25."""

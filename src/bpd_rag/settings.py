@@ -27,10 +27,11 @@ class EmbeddingSettings(_Group):
 
 class ChunkingSettings(_Group):
     max_tokens: int = Field(
-        default=128,
+        default=160,
         ge=16,
-        le=256,
-        description="Upper bound of a chunk in embedder tokens (MiniLM truncates at 256); see docs/decisions.md.",
+        le=224,
+        description="Upper bound of a chunk in embedder tokens; MiniLM truncates at 256 and the publisher and "
+        "heading put in front of each chunk need up to ~30 (see docs/decisions.md).",
     )
     overlap_sentences: int = Field(
         default=1, ge=0, le=3, description="Sentences repeated at the start of the next chunk."
@@ -47,11 +48,11 @@ class StoreSettings(_Group):
 
 
 class RetrievalSettings(_Group):
-    top_k: int = Field(default=5, ge=1, le=20, description="Passages handed to the answerer; see docs/decisions.md.")
-    candidates: int = Field(default=20, ge=1, le=200, description="Candidates taken from each ranker before fusion.")
+    top_k: int = Field(default=8, ge=1, le=20, description="Passages handed to the answerer; see docs/decisions.md.")
+    candidates: int = Field(default=50, ge=1, le=200, description="Candidates taken from each ranker before fusion.")
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
     dense_weight: float = Field(default=1.0, ge=0.0, description="Weight of the dense ranking in the fusion.")
-    bm25_weight: float = Field(default=1.0, ge=0.0, description="Weight of the BM25 ranking in the fusion.")
+    bm25_weight: float = Field(default=2.0, ge=0.0, description="Weight of the BM25 ranking in the fusion.")
 
 
 class AnswerSettings(_Group):
@@ -60,7 +61,7 @@ class AnswerSettings(_Group):
     )
     max_sentences: int = Field(default=4, ge=1, le=10, description="Most evidence sentences in an extractive answer.")
     min_sentence_score: float = Field(
-        default=0.42, description="A sentence scoring below this does not answer the question; see docs/decisions.md."
+        default=0.38, description="A sentence scoring below this does not answer the question; see docs/decisions.md."
     )
     support_threshold: float = Field(
         default=0.55, description="Least support score for a generated sentence to keep its citation."

@@ -175,15 +175,18 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 
 def stem(word: str) -> str:
     """A light suffix stripper (plural, -ing, -ed, -ly): enough to match 'infusions' with 'infusion'."""
+    # "es" is stripped only after sibilants, so "doses" and "dose" meet at "dose" (not "dos").
     for suffix, keep in (
         ("ies", "y"),
         ("sses", "ss"),
+        ("xes", "x"),
+        ("ches", "ch"),
+        ("shes", "sh"),
         ("ness", ""),
         ("ing", ""),
         ("edly", ""),
         ("ed", ""),
         ("ly", ""),
-        ("es", ""),
         ("s", ""),
     ):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:

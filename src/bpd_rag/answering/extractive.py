@@ -29,7 +29,7 @@ _ANSWER_TYPES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
     # dose: "what dose", "how much ketamine"
     (
         re.compile(r"\b(dose|doses|dosage|dosing|mg|milligrams?)\b", re.I),
-        re.compile(r"\d[\d.]*\s?(mg|milligrams?|mcg|ml)\b|\b(doses?|infusions?|sessions?)\b", re.I),
+        re.compile(r"\d[\d.]*\s?(mg|milligrams?|mcg|ml)\b", re.I),
     ),
     # count: "how many", "number of"
     (re.compile(r"\bhow many\b|\bnumber of\b", re.I), re.compile(_NUMBER, re.I)),
@@ -78,7 +78,7 @@ class ExtractiveAnswerer:
         embedder: Embedder,
         prompts_dir: Path,
         max_sentences: int = 4,
-        min_score: float = 0.42,
+        min_score: float = 0.38,
     ) -> None:
         self.embedder = embedder
         self.max_sentences = max_sentences

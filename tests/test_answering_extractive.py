@@ -1,0 +1,106 @@
+"""The offline answerer and conflict detection, on the real corpus with the real embedder."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bpd_rag.conflicts import Claim, find_disagreements
+from bpd_rag.corpus import load_corpus
+from bpd_rag.pipeline import Pipeline
+from tests.conftest import CORPUS
+
+DOC_TEXT = {d.doc_id: d.text for d in load_corpus(CORPUS).documents}
+
+
+def assert_grounded(answer) -> None:  # type: ignore[no-untyped-def]
+    """Every line after the intro cites a source; every [n] resolves; every quote is verbatim document text."""
+    ids = {c.id for c in answer.citations}
+    for line in answer.answer.splitlines()[1:]:
+        assert re.search(r"\[\d+\]", line), f"uncited line: {line!r}"
+    assert {int(n) for n in re.findall(r"\[(\d+)\]", answer.answer)} <= ids
+    for c in answer.citations:
+        text = DOC_TEXT[c.doc_id]
+        assert c.quote in text
+        assert c.start is not None and text[c.start : c.start + len(c.quote)] == c.quote
+
+
+# Known gap, kept visible: for these wordings the trial-report chunk ("22 adults ...") ranks outside the
+# top k (MiniLM scores it low; see docs/decisions.md). strict=True: this fails loudly once it is fixed.
+KNOWN_RETRIEVAL_GAP = pytest.mark.xfail(strict=True, reason="retrieval misses the trial-report chunk; open in issue 2")
+
+
+@pytest.mark.real_model
+def test_dose_question_is_answered_from_the_trial_report(real_pipeline: Pipeline) -> None:
+    answer = real_pipeline.ask("What dose of ketamine was used in the pilot trial?")
+    assert answer.kind == "answer"
+    assert "0.5 mg/kg" in answer.answer
+    assert any(c.doc_id == "pip-pilot-rct-blog" and "0.5 mg/kg" in c.quote for c in answer.citations)
+    assert "clinic blog" in answer.answer  # the kind of source is visible
+    assert answer.disclaimer
+    assert_grounded(answer)
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize(
+    "question",
+    [
+        "How much does an infusion cost in Philadelphia?",
+        "What's the weather tomorrow?",
+        pytest.param(
+            "Does salt cause depression?",
+            marks=pytest.mark.xfail(strict=True, reason="a word absent from the corpus ('salt') does not yet veto"),
+        ),
+    ],
+)
+def test_questions_the_sources_do_not_answer(real_pipeline: Pipeline, question: str) -> None:
+    answer = real_pipeline.ask(question)
+    assert answer.kind == "no_answer", answer.answer
+    assert "could not find" in answer.answer
+    assert answer.disclaimer == ""
+
+
+@KNOWN_RETRIEVAL_GAP
+@pytest.mark.real_model
+def test_participant_count_conflict_is_shown_with_both_sources(real_pipeline: Pipeline) -> None:
+    answer = real_pipeline.ask("How many people took part in the pilot randomized trial of ketamine for BPD?")
+    assert answer.kind == "answer"
+    assert answer.conflicts, answer.answer
+    cited_docs = {c.doc_id for c in answer.citations if c.id in answer.conflicts[0].citation_ids}
+    assert cited_docs == {"expio-pilot-rct-summary", "pip-pilot-rct-blog"}
+    assert "20" in answer.answer and "22" in answer.answer
+    assert_grounded(answer)
+
+
+@KNOWN_RETRIEVAL_GAP
+@pytest.mark.real_model
+def test_follow_up_uses_the_conversation(real_pipeline: Pipeline) -> None:
+    from bpd_rag.types import Message
+
+    history = [
+        Message(role="user", content="Tell me about the pilot randomized controlled trial of ketamine in BPD."),
+        Message(role="assistant", content="It compared ketamine with a control drug."),
+    ]
+    answer = real_pipeline.ask("What dose was used for that?", history)
+    assert answer.kind == "answer" and "0.5 mg/kg" in answer.answer
+
+
+def test_disagreement_rules() -> None:
+    claims = [
+        Claim("The study involved 20 patients with BPD; the other group received a placebo.", "a", "A"),
+        Claim("In this study, 22 adults were assigned to ketamine or a control dose of midazolam.", "b", "B"),
+        Claim("Ketamine is a Schedule III drug with a moderate potential for abuse.", "c", "C"),
+        Claim("It is a controlled substance, which means it has a high potential for abuse.", "c", "C"),
+        Claim("In addition, ketamine has a low risk of side effects.", "c", "C"),
+        Claim("Side effects reported in the ketamine group included vivid dreams and nausea.", "b", "B"),
+    ]
+    same = [[1.0] * len(claims) for _ in claims]
+    summaries = [d.summary for d in find_disagreements(claims, same)]
+    assert any("numbers of participants" in s and "20" in s and "22" in s for s in summaries)
+    assert any("comparison group" in s and "placebo" in s and "midazolam" in s for s in summaries)
+    assert any("potential for abuse" in s and "moderate" in s and "high" in s for s in summaries)
+    assert any("low risk of side effects" in s for s in summaries)
+    # Claims about different studies (low similarity) are not set against each other.
+    apart = [[0.1] * len(claims) for _ in claims]
+    assert not any("participants" in d.summary for d in find_disagreements(claims, apart))
