@@ -12,7 +12,6 @@ from pathlib import Path
 from bpd_rag.embeddings import SentenceTransformerEmbedder
 from bpd_rag.evaluation.gold import load_gold
 from bpd_rag.pipeline import Pipeline
-from bpd_rag.retrieval import resolve_query
 from bpd_rag.settings import Settings
 from bpd_rag.store import MemoryStore
 
@@ -31,8 +30,8 @@ def main() -> None:
     items = [i for i in load_gold(ROOT / "eval" / "gold.jsonl") if i.category in CATEGORIES]
     prepared = []
     for item in items:
-        query = resolve_query(item.question, item.history)
-        prepared.append((item, query, pipeline.retriever.retrieve(query)))
+        query, passages = pipeline.passages_for(item.question, item.history)
+        prepared.append((item, query, passages))
     rows = [
         "| min score | answerable answered | no-answer kept silent | required phrases found | wrong kind |",
         "|---|---|---|---|---|",

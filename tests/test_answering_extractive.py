@@ -26,11 +26,6 @@ def assert_grounded(answer) -> None:  # type: ignore[no-untyped-def]
         assert c.start is not None and text[c.start : c.start + len(c.quote)] == c.quote
 
 
-# Known gap, kept visible: for these wordings the trial-report chunk ("22 adults ...") ranks outside the
-# top k (MiniLM scores it low; see docs/decisions.md). strict=True: this fails loudly once it is fixed.
-KNOWN_RETRIEVAL_GAP = pytest.mark.xfail(strict=True, reason="retrieval misses the trial-report chunk; open in issue 2")
-
-
 @pytest.mark.real_model
 def test_dose_question_is_answered_from_the_trial_report(real_pipeline: Pipeline) -> None:
     answer = real_pipeline.ask("What dose of ketamine was used in the pilot trial?")
@@ -48,10 +43,7 @@ def test_dose_question_is_answered_from_the_trial_report(real_pipeline: Pipeline
     [
         "How much does an infusion cost in Philadelphia?",
         "What's the weather tomorrow?",
-        pytest.param(
-            "Does salt cause depression?",
-            marks=pytest.mark.xfail(strict=True, reason="a word absent from the corpus ('salt') does not yet veto"),
-        ),
+        "Does salt cause depression?",
     ],
 )
 def test_questions_the_sources_do_not_answer(real_pipeline: Pipeline, question: str) -> None:
@@ -61,7 +53,6 @@ def test_questions_the_sources_do_not_answer(real_pipeline: Pipeline, question: 
     assert answer.disclaimer == ""
 
 
-@KNOWN_RETRIEVAL_GAP
 @pytest.mark.real_model
 def test_participant_count_conflict_is_shown_with_both_sources(real_pipeline: Pipeline) -> None:
     answer = real_pipeline.ask("How many people took part in the pilot randomized trial of ketamine for BPD?")
@@ -73,7 +64,6 @@ def test_participant_count_conflict_is_shown_with_both_sources(real_pipeline: Pi
     assert_grounded(answer)
 
 
-@KNOWN_RETRIEVAL_GAP
 @pytest.mark.real_model
 def test_follow_up_uses_the_conversation(real_pipeline: Pipeline) -> None:
     from bpd_rag.types import Message
@@ -104,3 +94,24 @@ def test_disagreement_rules() -> None:
     # Claims about different studies (low similarity) are not set against each other.
     apart = [[0.1] * len(claims) for _ in claims]
     assert not any("participants" in d.summary for d in find_disagreements(claims, apart))
+
+
+@pytest.mark.real_model
+def test_low_risk_claim_is_set_against_the_listed_side_effects(real_pipeline: Pipeline) -> None:
+    answer = real_pipeline.ask("Is ketamine safe? Does it have side effects?")
+    assert answer.conflicts and "low risk of side effects" in answer.conflicts[0].summary
+    listed = [c for c in answer.citations if "Hallucinations" in c.quote]
+    assert listed and listed[0].quote.startswith("These side effects may include:")  # the list comes with its lead-in
+    assert "may include: Anxiety; Hallucinations; Nightmares" in answer.answer
+    assert_grounded(answer)
+
+
+def test_list_lead_in_is_quoted_with_its_list() -> None:
+    from bpd_rag.answering.extractive import _through_list, one_line
+
+    text = "Risks follow. These side effects may include:\n\n- Anxiety\n- Nightmares\n\nNext paragraph."
+    start = text.index("These")
+    end = _through_list(text, text.index(":") + 1)
+    assert text[start:end] == "These side effects may include:\n\n- Anxiety\n- Nightmares"
+    assert one_line(text[start:end]) == "These side effects may include: Anxiety; Nightmares"
+    assert _through_list(text, text.index("follow.") + 7) == text.index("follow.") + 7

@@ -89,6 +89,19 @@ def test_corrupt_index_says_how_to_rebuild(tmp_path: Path, tmp_corpus: Path) -> 
     assert rebuilt.ask("What dose of ketamine was given?").kind in {"answer", "no_answer"}
 
 
+def test_rechunking_leaves_no_stale_chunks(tmp_path: Path) -> None:
+    write_doc(tmp_path, "a", "Ketamine was given as an infusion over forty minutes in the trial. " * 12)
+    store = MemoryStore()
+    ingest(tmp_path, store, HashEmbedder(), 32, 0)
+    small = len(store.all_chunks())
+    report = ingest(tmp_path, store, HashEmbedder(), 128, 0)
+    assert report.updated == ["a"]
+    manifest = store.read_manifest()
+    assert manifest is not None
+    chunks = store.all_chunks()
+    assert len(chunks) < small and all(manifest.is_live(c) for c in chunks)
+
+
 def test_changing_the_embedder_reembeds_everything(tmp_path: Path, tmp_corpus: Path) -> None:
     settings = make_settings(tmp_path, tmp_corpus)
     Pipeline(settings, HashEmbedder(dimension=256)).ingest()

@@ -34,3 +34,25 @@ def test_hybrid_retrieval_ranks_the_passage_with_both_signals(hash_pipeline) -> 
     assert "bladder" in passages[0].chunk.text.lower()
     assert passages[0].bm25_rank == 1
     assert len(passages) == hash_pipeline.settings.retrieval.top_k
+
+
+def test_speller_fixes_one_edit_typos_of_long_words_only() -> None:
+    from collections import Counter
+
+    from bpd_rag.retrieval import Speller
+
+    speller = Speller(Counter({"trial": 5, "ketamine": 9, "most": 3, "effects": 2}))
+    assert (
+        speller.correct("wat dose of Ketamin in the pilot trail, efects?")
+        == "wat dose of ketamine in the pilot trial, effects?"
+    )
+    assert speller.correct("how much does it cost") == "how much does it cost"  # "cost" is too short to touch
+
+
+def test_neighbours_follow_their_passage(hash_pipeline) -> None:  # type: ignore[no-untyped-def]
+    hash_pipeline.ingest()
+    top = hash_pipeline.retriever.retrieve("bladder problems incontinence", k=1)
+    expanded = hash_pipeline.retriever.with_neighbours(top)
+    assert len(expanded) == 2
+    assert expanded[1].neighbour_of == top[0].chunk.chunk_id
+    assert (expanded[1].chunk.doc_id, expanded[1].chunk.index) == (top[0].chunk.doc_id, top[0].chunk.index + 1)

@@ -130,7 +130,12 @@ def find_disagreements(
                         "safety",
                         i,
                         j,
-                        f"{low.source} speaks of a \u201c{degree} {topic}\u201d, but "
-                        f"{other.source} lists side effects or risks.",
+                        (
+                            f"{low.source} speaks of a \u201c{degree} {topic}\u201d in one place but lists side "
+                            "effects or risks in another."
+                            if low.source == other.source
+                            else f"{low.source} speaks of a \u201c{degree} {topic}\u201d, but {other.source} "
+                            "lists side effects or risks."
+                        ),
                     )
     return found

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,20 +61,23 @@ def ingest(
     report = IngestReport(errors=loaded.errors)
     chunking = {"max_tokens": max_tokens, "overlap_sentences": overlap_sentences, "text_format": EMBEDDING_TEXT_FORMAT}
     old = store.read_manifest() or Manifest()
-    # A different embedder or chunking makes every stored vector stale: re-embed everything.
-    compatible = old.embedder == embedder.name and old.dimension == embedder.dimension and old.chunking == chunking
-    previous = old.docs if compatible else {}
+    # Each document is indexed under a version key that changes with its text, the chunking and the
+    # embedder: re-chunking an unchanged text must not leave its old chunks looking live.
+    recipe = json.dumps({"chunking": chunking, "embedder": embedder.name}, sort_keys=True)
+    previous = old.docs
     if old.dimension and old.dimension != embedder.dimension:
         # A collection holds one vector size: the old vectors cannot stay beside the new ones.
         store.drop()
 
     todo: list[Document] = []
     new_docs: dict[str, str] = {}
-    for document in loaded.documents:
-        new_docs[document.doc_id] = document.content_hash
+    for loaded_document in loaded.documents:
+        key = hashlib.sha256(f"{loaded_document.content_hash}|{recipe}".encode()).hexdigest()
+        document = loaded_document.model_copy(update={"content_hash": key})
+        new_docs[document.doc_id] = key
         if scanner is not None:
             report.warnings.extend(scanner(document))
-        if previous.get(document.doc_id) == document.content_hash:
+        if previous.get(document.doc_id) == key:
             report.unchanged.append(document.doc_id)
             continue
         (report.updated if document.doc_id in old.docs else report.added).append(document.doc_id)
@@ -97,7 +102,7 @@ def ingest(
         progress(len(todo), len(todo), "")
 
     manifest = Manifest(embedder=embedder.name, dimension=embedder.dimension, chunking=chunking, docs=new_docs)
-    if todo or report.removed or not compatible or old.docs != new_docs:
+    if todo or report.removed or old.docs != new_docs or old.embedder != embedder.name:
         store.write_manifest(manifest)
     report.chunks_total = collect_garbage(store, manifest)
     return report

@@ -17,7 +17,7 @@ from bpd_rag.retrieval import Retriever, resolve_query
 from bpd_rag.settings import Settings
 from bpd_rag.store import VectorStore, open_store, release_embedded
 from bpd_rag.support import EmbeddingLexicalSupport
-from bpd_rag.types import Answer, Message
+from bpd_rag.types import Answer, Message, Passage
 
 # Answers a question from the sources (retrieval + the extractive answerer), for replies that add
 # general information to a refusal.
@@ -69,6 +69,7 @@ class Pipeline:
             self.settings.prompts_dir,
             max_sentences=self.settings.answer.max_sentences,
             min_score=self.settings.answer.min_sentence_score,
+            known_term=self.retriever.knows_term,
         )
 
     @property
@@ -96,8 +97,7 @@ class Pipeline:
             early = self.guard.before(message, history, self.lookup)
             if early is not None:
                 return early
-        query = self.retriever.correct_spelling(resolve_query(message, history))
-        passages = self.retriever.retrieve(query)
+        query, passages = self.passages_for(message, history)
         answer = self.answerer.answer(query, passages)
         if answer.kind == "answer":
             answer = answer.model_copy(update={"disclaimer": self.disclaimer})
@@ -105,9 +105,15 @@ class Pipeline:
             answer = self.guard.after(message, history, answer)
         return answer
 
+    def passages_for(self, message: str, history: Sequence[Message] = ()) -> tuple[str, list[Passage]]:
+        """The standalone, spelling-corrected query and the passages the answerer gets for it."""
+        query = self.retriever.correct_spelling(resolve_query(message, history))
+        return query, self.retriever.with_neighbours(self.retriever.retrieve(query))
+
     def lookup(self, question: str) -> Answer:
         """What the sources say about a question, from the offline answerer (no LLM, no safety layer)."""
-        return self.extractive.answer(question, self.retriever.retrieve(question))
+        query, passages = self.passages_for(question)
+        return self.extractive.answer(query, passages)
 
     def ingest(self, progress: ProgressCallback | None = None, rebuild: bool = False) -> IngestReport:
         """Bring the index in line with the corpus folder (everything re-embedded with rebuild)."""
@@ -156,6 +162,11 @@ class Pipeline:
 
 
 def build_pipeline(settings: Settings | None = None, embedder: Embedder | None = None) -> Pipeline:
-    """A pipeline from settings (the environment when none are given)."""
+    """A pipeline from settings (the environment when none are given), with safety triage unless it is off."""
+    from bpd_rag.safety import SafetyGuard  # the guard is attached only here, so only here is safety needed
+
     settings = settings or Settings()
-    return Pipeline(settings, embedder or build_embedder(settings.embedding))
+    embedder = embedder or build_embedder(settings.embedding)
+    # Only the settings switch triage off (and ensure_safe_to_serve refuses that for a server).
+    guard = SafetyGuard(settings, embedder) if settings.safety.triage_enabled else None
+    return Pipeline(settings, embedder, guard=guard)

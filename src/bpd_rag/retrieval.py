@@ -65,6 +65,9 @@ class BM25Index:
             idf = np.log(1 + (self.n - len(row) + 0.5) / (len(row) + 0.5))
             self._postings[term] = (ids, idf * tf * (k1 + 1) / (tf + norm[ids]))
 
+    def __contains__(self, term: object) -> bool:
+        return term in self._postings
+
     def top(self, query_terms: Sequence[str], n: int) -> list[tuple[int, float]]:
         """Best n (document index, score) pairs with a positive score."""
         scores: dict[int, float] = {}
@@ -159,6 +162,32 @@ class Retriever:
                 self._snapshot = self._load(manifest)
             self._checked_at = now
             return self._snapshot
+
+    def knows_term(self, term: str) -> bool:
+        """Whether a (stemmed) term occurs anywhere in the indexed corpus."""
+        return term in self.snapshot().bm25
+
+    def with_neighbours(self, passages: list[Passage]) -> list[Passage]:
+        """The passages, each followed by the next chunk of its document when not already present.
+
+        A chunk often continues the one before without naming its subject ("In this study, 22 adults ...");
+        the ranking finds the chunk that names it, the answer is in the next one.
+        """
+        snap = self.snapshot()
+        position = {(c.doc_id, c.index): i for i, c in enumerate(snap.chunks)}
+        have = {p.chunk.chunk_id for p in passages}
+        out: list[Passage] = []
+        for passage in passages:
+            out.append(passage)
+            following = position.get((passage.chunk.doc_id, passage.chunk.index + 1))
+            if following is not None and snap.chunks[following].chunk_id not in have:
+                have.add(snap.chunks[following].chunk_id)
+                out.append(
+                    Passage(
+                        chunk=snap.chunks[following], score=passage.score * 0.5, neighbour_of=passage.chunk.chunk_id
+                    )
+                )
+        return out
 
     def correct_spelling(self, query: str) -> str:
         """The query with misspelled words corrected against the corpus vocabulary."""

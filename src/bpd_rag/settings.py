@@ -61,7 +61,7 @@ class AnswerSettings(_Group):
     )
     max_sentences: int = Field(default=4, ge=1, le=10, description="Most evidence sentences in an extractive answer.")
     min_sentence_score: float = Field(
-        default=0.38, description="A sentence scoring below this does not answer the question; see docs/decisions.md."
+        default=0.34, description="A sentence scoring below this does not answer the question; see docs/decisions.md."
     )
     support_threshold: float = Field(
         default=0.55, description="Least support score for a generated sentence to keep its citation."
@@ -87,6 +87,36 @@ class SafetySettings(_Group):
     locale: str = Field(default="US", description="Which crisis resources to show (a file under prompts/crisis/).")
 
 
+class ApiSettings(_Group):
+    host: str = Field(default="127.0.0.1", description="Address `bpd-rag serve` listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `bpd-rag serve` listens on.")
+    cors_origins: list[str] | None = Field(
+        default=None,
+        description="Origins (scheme://host:port) of the pages allowed to call the API from a browser, as a JSON "
+        'list, e.g. ["https://clinic.example"]; unset means only the server\'s own origin.',
+    )
+    max_message_chars: int = Field(default=2000, ge=1, description="Longest question accepted, in characters.")
+    max_history_messages: int = Field(
+        default=20, ge=0, description="Most earlier messages (user and assistant turns) sent with a question."
+    )
+    max_history_chars: int = Field(default=20000, ge=0, description="Most characters in all earlier messages together.")
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, description="Largest request body accepted, in bytes.")
+    rate_limit_per_minute: int = Field(
+        default=30, ge=0, description="Questions and feedback per minute per client IP (token bucket); 0 turns it off."
+    )
+    feedback_db: Path = Field(
+        default=Path(".bpd_rag/feedback.sqlite3"),
+        description="SQLite file for feedback and the log of answered questions (e-mails and phone numbers removed).",
+    )
+    record_questions: bool = Field(
+        default=True, description="Log each answered question and its kind (for `bpd-rag report unanswered`)."
+    )
+    log_message_text: bool = Field(
+        default=False, description="Debug only: write question text to the server log (never on by default)."
+    )
+    model_name: str = Field(default="bpd-rag", description="Model id shown by the OpenAI-compatible /v1/models.")
+
+
 class Settings(BaseSettings):
     """All settings; nested groups are set as BPD_RAG_<GROUP>__<FIELD>, e.g. BPD_RAG_STORE__CHROMA_URL."""
 
@@ -104,6 +134,7 @@ class Settings(BaseSettings):
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
 
 def get_settings(**overrides: object) -> Settings:

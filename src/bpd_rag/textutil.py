@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from functools import lru_cache
+
+import snowballstemmer
 
 # Words that carry no topic. Question words stay out of BM25 but answering uses them for answer types.
 STOPWORDS = frozenset(
@@ -170,30 +173,97 @@ STOPWORDS = frozenset(
     ]
 )
 
+# Words a question uses for its form, not its topic ("how big", "does it help"): a question may use them
+# even when the sources never do. A topic word the sources never use means they cannot answer.
+QUESTION_FILLER = frozenset(
+    [
+        "big",
+        "small",
+        "large",
+        "long",
+        "short",
+        "good",
+        "bad",
+        "best",
+        "better",
+        "worse",
+        "work",
+        "works",
+        "worked",
+        "help",
+        "helps",
+        "helped",
+        "happen",
+        "happens",
+        "make",
+        "makes",
+        "take",
+        "takes",
+        "taking",
+        "give",
+        "gives",
+        "given",
+        "use",
+        "used",
+        "using",
+        "need",
+        "needs",
+        "want",
+        "wants",
+        "feel",
+        "feels",
+        "thing",
+        "things",
+        "way",
+        "ways",
+        "actually",
+        "exactly",
+        "kind",
+        "sort",
+        "lot",
+        "lots",
+        "okay",
+        "ok",
+        "safe",
+        "true",
+        "real",
+        "really",
+        "usual",
+        "usually",
+        "common",
+        "commonly",
+        "possible",
+        "able",
+        "likely",
+        "long-term",
+        "anyone",
+        "someone",
+        "people",
+        "person",
+        "something",
+        "anything",
+        "everything",
+        "mean",
+        "means",
+        "meant",
+        "talk",
+        "call",
+        "called",
+        "find",
+        "found",
+        "show",
+        "shown",
+    ]
+)
+
+_STEMMER = snowballstemmer.stemmer("english")
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 
 
+@lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
-    """A light suffix stripper (plural, -ing, -ed, -ly): enough to match 'infusions' with 'infusion'."""
-    # "es" is stripped only after sibilants, so "doses" and "dose" meet at "dose" (not "dos").
-    for suffix, keep in (
-        ("ies", "y"),
-        ("sses", "ss"),
-        ("xes", "x"),
-        ("ches", "ch"),
-        ("shes", "sh"),
-        ("ness", ""),
-        ("ing", ""),
-        ("edly", ""),
-        ("ed", ""),
-        ("ly", ""),
-        ("s", ""),
-    ):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            if suffix == "s" and word.endswith(("ss", "us", "is")):
-                return word
-            return word[: len(word) - len(suffix)] + keep
-    return word
+    """The Snowball (Porter2) stem: "randomized" and "randomly" meet at "random", "doses" and "dose" at "dose"."""
+    return str(_STEMMER.stemWord(word))
 
 
 def words(text: str) -> list[str]:

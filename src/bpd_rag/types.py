@@ -63,6 +63,7 @@ class Passage(BaseModel):
     dense_rank: int | None = None
     bm25_rank: int | None = None
     dense_similarity: float | None = None
+    neighbour_of: str | None = Field(default=None, description="Set when added as the chunk after a retrieved one.")
 
 
 class Citation(BaseModel):

@@ -5,18 +5,20 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bpd_rag.answering import make_citation
 from bpd_rag.conflicts import Claim, find_disagreements
 from bpd_rag.embeddings import Embedder, Vector, cosine
+from bpd_rag.index import embedding_text
 from bpd_rag.prompts import load_prompt
-from bpd_rag.textutil import sentence_spans, terms
+from bpd_rag.textutil import QUESTION_FILLER, sentence_spans, stem, terms
 from bpd_rag.types import Answer, Citation, Conflict, Passage, source_type_label
 
 _CACHE_LIMIT = 50_000
+_UNKNOWN_SHARE_VETO = 0.3
 _NUMBER = r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|twelve|twenty|hundred|half|dozen)\b"
 
 # What kind of answer a question asks for, and what a sentence needs to contain to be one.
@@ -61,6 +63,24 @@ def _answer_type_met(question: str, sentence: str) -> bool:
     return True
 
 
+_LIST_AFTER = re.compile(r"(?:\s*\n[ \t]*(?:[-*•]|\d+[.)])[ \t]+[^\n]+)+")
+
+
+def _through_list(text: str, end: int) -> int:
+    """A sentence that introduces a list ("These side effects may include:") ends after the list."""
+    if not text[:end].rstrip().endswith(":"):
+        return end
+    match = _LIST_AFTER.match(text, end)
+    return match.end() if match else end
+
+
+def one_line(text: str) -> str:
+    """A quoted sentence with its list folded into one line: "... include: Anxiety; Nightmares"."""
+    lead, *items = [line.strip() for line in text.splitlines() if line.strip()]
+    items = [re.sub(r"^(?:[-*•]|\d+[.)])\s+", "", item) for item in items]
+    return f"{lead} {'; '.join(items)}" if items else lead
+
+
 def source_name(passage: Passage) -> str:
     """How a source is named in an answer: publisher (or title) and the kind of source."""
     chunk = passage.chunk
@@ -78,9 +98,11 @@ class ExtractiveAnswerer:
         embedder: Embedder,
         prompts_dir: Path,
         max_sentences: int = 4,
-        min_score: float = 0.38,
+        min_score: float = 0.34,
+        known_term: Callable[[str], bool] | None = None,
     ) -> None:
         self.embedder = embedder
+        self.known_term = known_term
         self.max_sentences = max_sentences
         self.min_score = min_score
         self.no_answer_text = load_prompt(prompts_dir, "no_answer.txt")
@@ -101,8 +123,9 @@ class ExtractiveAnswerer:
         out: list[_Candidate] = []
         for p_index, passage in enumerate(passages):
             chunk = passage.chunk
-            for start, end in sentence_spans(chunk.text):
+            for start, sentence_end in sentence_spans(chunk.text):
                 key = (chunk.doc_id, chunk.start + start)
+                end = _through_list(chunk.text, sentence_end)
                 text = chunk.text[start:end]
                 if key in seen or len(terms(text)) < 3:  # overlapping chunks repeat sentences; fragments say nothing
                     continue
@@ -115,8 +138,10 @@ class ExtractiveAnswerer:
         candidates = self._candidates(passages)
         if not candidates:
             return []
-        headings = [passages[c.passage_index].chunk.heading for c in candidates]
-        texts = [f"{h}: {c.text}" if h else c.text for c, h in zip(candidates, headings, strict=True)]
+        # A sentence is scored with the context its chunk was indexed with (publisher, section heading).
+        texts = [
+            embedding_text(passages[c.passage_index].chunk.model_copy(update={"text": c.text})) for c in candidates
+        ]
         vectors = self._embed(texts)
         query_vector = self.embedder.embed_query(question)
         sentence_terms = [set(terms(t)) for t in texts]
@@ -125,12 +150,29 @@ class ExtractiveAnswerer:
         q_terms = set(terms(question))
         idf = {t: math.log(1 + n / (1 + df.get(t, 0))) for t in q_terms}
         total = sum(idf.values()) or 1.0
+        # Topic words the corpus never uses ("Does salt cause depression?") make every sentence a poorer
+        # answer, in proportion to the weight they carry in the question.
+        # Short unknown tokens are mostly typos and abbreviations ("ppl"), and one odd word among many
+        # ("summarised") is no change of topic: only a substantial unknown share counts.
+        filler = {stem(w) for w in QUESTION_FILLER}
+        unknown = {
+            t
+            for t in q_terms
+            if len(t) >= 4
+            and "-" not in t
+            and t not in filler
+            and self.known_term is not None
+            and not self.known_term(t)
+        }
+        unknown_share = sum(idf[t] for t in unknown) / total
+        coverage = 1.0 - unknown_share if unknown_share >= _UNKNOWN_SHARE_VETO else 1.0
         for cand, vector, s_terms in zip(candidates, vectors, sentence_terms, strict=True):
             lexical = sum(idf[t] for t in q_terms & s_terms) / total
             cand.vector = vector
             cand.score = 0.5 * max(cosine(query_vector, vector), 0.0) + 0.5 * lexical
             if not _answer_type_met(question, cand.text):
                 cand.score *= 0.5
+            cand.score *= coverage
         return sorted(candidates, key=lambda c: -c.score)
 
     def answer(self, question: str, passages: Sequence[Passage]) -> Answer:
@@ -156,7 +198,10 @@ class ExtractiveAnswerer:
         """Disagreements between chosen sentences, or between a chosen one and other relevant evidence."""
         pool = chosen + [c for c in relevant[: self.max_sentences * 3] if c not in chosen]
         claims = [Claim(c.text, c.doc_id, source_name(passages[c.passage_index])) for c in pool]
-        sims = [[cosine(a.vector or [], b.vector or []) for b in pool] for a in pool]
+        # Whether two claims are about the same thing is judged on the sentences alone: the publisher in
+        # front of a scored sentence would pull sentences of different sources apart.
+        vectors = self._embed([c.text for c in pool])
+        sims = [[cosine(a, b) for b in vectors] for a in vectors]
         out = []
         for d in find_disagreements(claims, sims):
             if pool[d.first] in chosen or pool[d.second] in chosen:
@@ -181,12 +226,14 @@ class ExtractiveAnswerer:
             passage = passages[cand.passage_index]
             ids[id(cand)] = len(citations) + 1
             citations.append(make_citation(len(citations) + 1, passage, cand.start, cand.end))
-            lines.append(f"- {source_name(passage)}: {cand.text} [{ids[id(cand)]}]")
-        conflict_models: list[Conflict] = []
+            lines.append(f"- {source_name(passage)}: {one_line(cand.text)} [{ids[id(cand)]}]")
+        # The same disagreement found between several pairs of sentences is one note citing them all.
+        merged: dict[str, set[int]] = {}
         for summary, a, b in conflicts:
-            cited = sorted({ids[id(a)], ids[id(b)]})
-            conflict_models.append(Conflict(summary=summary, citation_ids=cited))
-            lines.append(f"Note: {summary} {' '.join(f'[{n}]' for n in cited)}")
+            merged.setdefault(summary, set()).update((ids[id(a)], ids[id(b)]))
+        conflict_models = [Conflict(summary=s, citation_ids=sorted(c)) for s, c in merged.items()]
+        for conflict in conflict_models:
+            lines.append(f"Note: {conflict.summary} {' '.join(f'[{n}]' for n in conflict.citation_ids)}")
         return Answer(
             kind="answer", answer="\n".join(lines), citations=citations, conflicts=conflict_models, answerer=self.name
         )
