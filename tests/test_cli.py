@@ -95,3 +95,21 @@ def test_real_cli_answers_with_verbatim_quotes(tmp_path: Path) -> None:
     for question in ("How much does an infusion cost in Philadelphia?", "What's the weather tomorrow?"):
         out = subprocess.run([exe, "ask", "--json", question], env=env, check=True, capture_output=True, text=True)
         assert json.loads(out.stdout)["kind"] == "no_answer"
+
+
+def test_resources_are_printed_once() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from bpd_rag.cli import render_answer
+    from bpd_rag.types import Answer
+
+    lines = ["Call or text 988 (Suicide & Crisis Lifeline)"]
+    buffer = StringIO()
+    render_answer(Answer(kind="answer", answer="Research text [1]", resources=lines), Console(file=buffer, width=200))
+    assert buffer.getvalue().count("Call or text 988") == 1
+    buffer = StringIO()
+    crisis = Answer(kind="crisis", answer="We care. - Call or text 988 (Suicide & Crisis Lifeline)", resources=lines)
+    render_answer(crisis, Console(file=buffer, width=200))
+    assert buffer.getvalue().count("Call or text 988") == 1  # already in the reply: not repeated

@@ -59,6 +59,12 @@ def render_answer(answer: Answer, console: Console = out) -> None:
             console.print(f"     “{escape(c.quote)}”", style="dim")
     if answer.disclaimer:
         console.print(f"\n[italic]{escape(answer.disclaimer)}[/]")
+    # Research answers about suicide or self-harm carry the crisis resources beside the text.
+    missing = [r for r in answer.resources if r not in answer.answer]
+    if missing:
+        console.print("\n[bold]If you are struggling right now:[/]")
+        for line in missing:
+            console.print(f" • {escape(line)}")
 
 
 @app.command()
