@@ -320,8 +320,10 @@ def test_layout_and_screenshots(
     assert page.locator("textarea").evaluate("el => getComputedStyle(el).fontFamily").startswith("system-ui")
     # ... and the widget's CSS does not reach the page.
     assert page.locator("header button").evaluate("el => getComputedStyle(el).textTransform") == "uppercase"
-    page.evaluate("() => { const log = document.querySelector('bpd-rag-chat').shadowRoot.querySelector('.log');"
-                  " log.scrollTop = log.scrollHeight; }")
+    page.evaluate(
+        "() => { const log = document.querySelector('bpd-rag-chat').shadowRoot.querySelector('.log');"
+        " log.scrollTop = log.scrollHeight; }"
+    )
     shot = tmp_path / f"widget-{name}.png"
     page.screenshot(path=str(shot))
     if os.environ.get("BPD_RAG_SCREENSHOTS") == "docs":
