@@ -115,3 +115,23 @@ def test_list_lead_in_is_quoted_with_its_list() -> None:
     assert text[start:end] == "These side effects may include:\n\n- Anxiety\n- Nightmares"
     assert one_line(text[start:end]) == "These side effects may include: Anxiety; Nightmares"
     assert _through_list(text, text.index("follow.") + 7) == text.index("follow.") + 7
+
+
+def test_sentence_cache_survives_concurrent_requests(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Threads asking at once while the cache keeps filling up never lose a vector they need."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bpd_rag.answering import extractive
+    from bpd_rag.embeddings import HashEmbedder
+    from tests.conftest import ROOT
+
+    answerer = extractive.ExtractiveAnswerer(HashEmbedder(), ROOT / "prompts")
+    original, extractive._CACHE_LIMIT = extractive._CACHE_LIMIT, 20  # the cache is replaced again and again
+    try:
+        batches = [[f"sentence {i} {j}" for j in range(15)] for i in range(200)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(answerer._embed, batches))
+    finally:
+        extractive._CACHE_LIMIT = original
+    assert all(len(r) == 15 for r in results)
+    assert results[3][0] == HashEmbedder().embed_documents(["sentence 3 0"])[0]

@@ -111,12 +111,17 @@ class ExtractiveAnswerer:
 
     def _embed(self, texts: Sequence[str]) -> list[Vector]:
         # Sentence vectors are cached: the same corpus sentences come back question after question.
-        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        # Requests run in threads: a full cache is replaced, never cleared in place, and this call reads
+        # only its own reference, so a concurrent request cannot empty it between check and read.
+        cache = self._vectors
+        missing = list(dict.fromkeys(t for t in texts if t not in cache))
         if missing:
-            if len(self._vectors) + len(missing) > _CACHE_LIMIT:
-                self._vectors.clear()
-            self._vectors.update(zip(missing, self.embedder.embed_documents(missing), strict=True))
-        return [self._vectors[t] for t in texts]
+            fresh = dict(zip(missing, self.embedder.embed_documents(missing), strict=True))
+            if len(cache) + len(fresh) > _CACHE_LIMIT:
+                self._vectors = {}
+            self._vectors.update(fresh)
+            cache = {**cache, **fresh} if cache is not self._vectors else cache
+        return [cache[t] for t in texts]
 
     def _candidates(self, passages: Sequence[Passage]) -> list[_Candidate]:
         seen: set[tuple[str, int]] = set()
