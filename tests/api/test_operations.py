@@ -38,6 +38,12 @@ def test_metrics_count_requests_latency_and_answer_kinds(client: TestClient) -> 
 def test_openapi_docs(client: TestClient) -> None:
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    # Offline: the page may only load its scripts and styles from this server.
+    assert "cdn." not in docs.text and "https://" not in docs.text.replace("https://fastapi.tiangolo.com", "")
+    for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css"):
+        assert asset in docs.text
+        assert client.get(asset).status_code == 200
+    assert client.get("/docs-assets/../../etc/passwd").status_code == 404
     spec = client.get("/openapi.json").json()
     assert {"/api/chat", "/api/chat/stream", "/api/feedback", "/v1/chat/completions", "/v1/models"} <= set(
         spec["paths"]

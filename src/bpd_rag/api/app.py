@@ -14,7 +14,7 @@ from bpd_rag.api.errors import install_error_handlers
 from bpd_rag.api.metrics import Metrics
 from bpd_rag.api.middleware import REQUEST_ID_HEADER, BodyGuardMiddleware, RequestContextMiddleware
 from bpd_rag.api.ratelimit import TokenBucketLimiter
-from bpd_rag.api.routes import chat, feedback, health, openai, widget
+from bpd_rag.api.routes import chat, docs, feedback, health, openai, widget
 from bpd_rag.api.state import AppState
 from bpd_rag.errors import BpdRagError
 from bpd_rag.feedback import FeedbackStore
@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None, pipeline_factory: PipelineFacto
         description=DESCRIPTION,
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by routes/docs.py from local files: the default page loads a CDN
         redoc_url=None,
     )
     metrics = Metrics()
@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None, pipeline_factory: PipelineFacto
     )
     app.state.pipeline_factory = pipeline_factory
     install_error_handlers(app)
-    for router in (chat.router, openai.router, feedback.router, health.router, widget.router):
+    for router in (chat.router, openai.router, feedback.router, health.router, widget.router, docs.router):
         app.include_router(router)
     # Added innermost first: request ids and metrics see every response, CORS headers go on errors too.
     app.add_middleware(BodyGuardMiddleware, max_bytes=settings.api.max_body_bytes)
