@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bpd_rag.cli_server import report_app, serve
 from bpd_rag.errors import BpdRagError
+from bpd_rag.evaluation.command import eval_command
 from bpd_rag.pipeline import Pipeline, build_pipeline
 from bpd_rag.settings import Settings
 from bpd_rag.types import Answer, Message, source_type_label
@@ -175,6 +176,9 @@ def chat() -> None:
 
 app.command()(serve)
 app.add_typer(report_app, name="report")
+
+
+app.command("eval")(eval_command)
 
 
 def main() -> None:

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from bpd_rag.types import Chunk
+
+class Located(Protocol):
+    """Anything that stands at a place in a document: a Chunk, or a cited quote (doc_id, start, end)."""
+
+    @property
+    def doc_id(self) -> str: ...
+
+    @property
+    def start(self) -> int: ...
+
+    @property
+    def end(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -30,7 +42,7 @@ def locate_quotes(texts: Mapping[str, str], doc_ids: Sequence[str], quotes: Sequ
     return spans
 
 
-def covers(chunk: Chunk, span: Span) -> bool:
+def covers(chunk: Located, span: Span) -> bool:
     """A chunk answers when it holds at least half of the gold quote."""
     if chunk.doc_id != span.doc_id:
         return False
@@ -38,7 +50,7 @@ def covers(chunk: Chunk, span: Span) -> bool:
     return overlap >= (span.end - span.start) / 2
 
 
-def first_hit_rank(chunks: Sequence[Chunk], spans: Sequence[Span]) -> int | None:
+def first_hit_rank(chunks: Sequence[Located], spans: Sequence[Span]) -> int | None:
     """1-based rank of the first chunk that covers any gold span."""
     for rank, chunk in enumerate(chunks, start=1):
         if any(covers(chunk, s) for s in spans):
@@ -46,8 +58,14 @@ def first_hit_rank(chunks: Sequence[Chunk], spans: Sequence[Span]) -> int | None
     return None
 
 
-def recall(chunks: Sequence[Chunk], spans: Sequence[Span]) -> float:
+def recall(chunks: Sequence[Located], spans: Sequence[Span]) -> float:
     """Share of gold spans covered by some chunk."""
     if not spans:
         return 0.0
     return sum(any(covers(c, s) for c in chunks) for s in spans) / len(spans)
+
+
+def reciprocal_rank(chunks: Sequence[Located], spans: Sequence[Span]) -> float:
+    """1 / rank of the first chunk that covers a gold span; 0 when none does."""
+    rank = first_hit_rank(chunks, spans)
+    return 1 / rank if rank else 0.0
