@@ -100,9 +100,10 @@ def test_disagreement_rules() -> None:
 def test_low_risk_claim_is_set_against_the_listed_side_effects(real_pipeline: Pipeline) -> None:
     answer = real_pipeline.ask("Is ketamine safe? Does it have side effects?")
     assert answer.conflicts and "low risk of side effects" in answer.conflicts[0].summary
-    listed = [c for c in answer.citations if "Hallucinations" in c.quote]
-    assert listed and listed[0].quote.startswith("These side effects may include:")  # the list comes with its lead-in
-    assert "may include: Anxiety; Hallucinations; Nightmares" in answer.answer
+    by_id = {c.id: c for c in answer.citations}
+    cited = [by_id[i].quote for i in answer.conflicts[0].citation_ids]
+    assert any("low risk of side effects" in q for q in cited)
+    assert any(re.search(r"side effects .*(include|reported)|can (also )?cause", q) for q in cited)
     assert_grounded(answer)
 
 
@@ -135,3 +136,12 @@ def test_sentence_cache_survives_concurrent_requests(tmp_path) -> None:  # type:
         extractive._CACHE_LIMIT = original
     assert all(len(r) == 15 for r in results)
     assert results[3][0] == HashEmbedder().embed_documents(["sentence 3 0"])[0]
+
+
+@pytest.mark.real_model
+def test_a_known_source_error_is_never_repeated(real_pipeline: Pipeline) -> None:
+    """One source calls bipolar disorder "BPD" (corpus/errata.yaml): the bot must not repeat the confusion."""
+    answer = real_pipeline.ask("Is BPD the same as bipolar disorder?")
+    assert "bipolar disorder (BPD)" not in answer.answer
+    assert "borderline personality disorder (bpd)" in answer.answer.lower()
+    assert_grounded(answer)

@@ -226,6 +226,12 @@ def test_markers_after_the_full_stop_and_grouped_markers_count() -> None:
     assert checked.dropped == []
 
 
+def test_markers_after_a_closing_quote_stay_with_their_sentence() -> None:
+    text = "The pilot trial enrolled “20 adults with borderline personality disorder.” [1] Next sentence."
+    checked = check_sentences(text, PASSAGES, support(), THRESHOLD)
+    assert [s.cited for s in checked.kept] == [[1]]
+
+
 def test_numbered_list_output_is_checked_item_by_item() -> None:
     result = answer_with(
         "1. The pilot trial enrolled 20 adults with borderline personality disorder [1].\n"

@@ -139,3 +139,16 @@ def test_content_hash_changes_with_text_or_metadata(tmp_path: Path) -> None:
     assert load_document(path).content_hash == first
     write_doc(tmp_path, "d", "One sentence.", title="Another title")
     assert load_document(path).content_hash != first
+
+
+def test_errata_are_read_and_checked(tmp_path: Path) -> None:
+    from bpd_rag.corpus import load_errata
+
+    assert load_errata(tmp_path) == []
+    (tmp_path / "errata.yaml").write_text('- doc_id: a\n  text: "wrong claim"\n  note: why\n', encoding="utf-8")
+    (erratum,) = load_errata(tmp_path)
+    assert erratum.applies("a", "This is a wrong claim here.") and not erratum.applies("b", "a wrong claim")
+    (tmp_path / "errata.yaml").write_text("- text: missing doc id\n", encoding="utf-8")
+    with pytest.raises(CorpusFileError, match="doc_id, text and note"):
+        load_errata(tmp_path)
+    assert load_corpus(CORPUS).errors == []  # errata.yaml beside the documents is not read as a document

@@ -47,6 +47,9 @@ def test_speller_fixes_one_edit_typos_of_long_words_only() -> None:
         == "wat dose of ketamine in the pilot trial, effects?"
     )
     assert speller.correct("how much does it cost") == "how much does it cost"  # "cost" is too short to touch
+    english = Speller(Counter({"trial": 9, "might": 9}), english=frozenset({"trail", "right", "every"}))
+    # Real words stay, with the corpus word beside them: "trail" may be a typo of "trial", or not.
+    assert english.correct("pilot trail, right?") == "pilot trail trial, right might?"
 
 
 def test_neighbours_follow_their_passage(hash_pipeline) -> None:  # type: ignore[no-untyped-def]

@@ -183,3 +183,32 @@ def load_corpus(corpus_dir: Path) -> CorpusLoad:
         seen[document.doc_id] = path
         result.documents.append(document)
     return result
+
+
+ERRATA_FILE = "errata.yaml"
+
+
+@dataclass(frozen=True)
+class Erratum:
+    """A known error in a source: sentences of doc_id that contain text are never quoted."""
+
+    doc_id: str
+    text: str
+    note: str = ""
+
+    def applies(self, doc_id: str, sentence: str) -> bool:
+        return doc_id == self.doc_id and self.text in sentence
+
+
+def load_errata(corpus_dir: Path) -> list[Erratum]:
+    """The reviewed list of source errors in corpus_dir/errata.yaml (none when the file is absent)."""
+    path = Path(corpus_dir) / ERRATA_FILE
+    if not path.exists():
+        return []
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+        return [Erratum(doc_id=str(e["doc_id"]), text=str(e["text"]), note=str(e.get("note", ""))) for e in data]
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+        raise CorpusFileError(
+            str(path), f"must be a YAML list of entries with doc_id, text and note ({exc.__class__.__name__}: {exc})"
+        ) from exc

@@ -10,13 +10,15 @@ from typing import Protocol
 
 from bpd_rag.answering import Answerer
 from bpd_rag.answering.extractive import ExtractiveAnswerer
-from bpd_rag.embeddings import Embedder, build_embedder
+from bpd_rag.corpus import load_errata
+from bpd_rag.embeddings import Embedder, build_embedder, default_model_path
 from bpd_rag.index import DocumentScanner, IngestReport, ProgressCallback, ingest
 from bpd_rag.prompts import load_prompt
 from bpd_rag.retrieval import Retriever, resolve_query
 from bpd_rag.settings import Settings
 from bpd_rag.store import VectorStore, open_store, release_embedded
 from bpd_rag.support import EmbeddingLexicalSupport
+from bpd_rag.textutil import load_known_words
 from bpd_rag.types import Answer, Message, Passage
 
 # Answers a question from the sources (retrieval + the extractive answerer), for replies that add
@@ -60,7 +62,9 @@ class Pipeline:
 
     @cached_property
     def retriever(self) -> Retriever:
-        return Retriever(self.store, self.embedder, self.settings.retrieval)
+        # English words (the packaged MiniLM vocabulary) are never "corrected" into corpus words.
+        english = load_known_words(default_model_path() / "vocab.txt")
+        return Retriever(self.store, self.embedder, self.settings.retrieval, english_words=english)
 
     @cached_property
     def extractive(self) -> ExtractiveAnswerer:
@@ -70,6 +74,7 @@ class Pipeline:
             max_sentences=self.settings.answer.max_sentences,
             min_score=self.settings.answer.min_sentence_score,
             known_term=self.retriever.knows_term,
+            errata=load_errata(self.settings.corpus_dir),
         )
 
     @property

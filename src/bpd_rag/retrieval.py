@@ -16,7 +16,7 @@ from bpd_rag.embeddings import Embedder
 from bpd_rag.errors import IndexMissingError
 from bpd_rag.index import embedding_text
 from bpd_rag.store import Manifest, VectorStore
-from bpd_rag.textutil import terms, words
+from bpd_rag.textutil import one_edit, terms, words
 from bpd_rag.types import Chunk, Message, Passage
 
 if TYPE_CHECKING:
@@ -80,32 +80,31 @@ class BM25Index:
         return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:n]
 
 
-_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _MIN_CORRECTABLE = 5  # shorter words have too many one-edit neighbours ("cost" -> "most")
 
 
-def _one_edit(word: str) -> set[str]:
-    """Every string one deletion, transposition, replacement or insertion away from word."""
-    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
-    deletes = {a + b[1:] for a, b in splits if b}
-    transposes = {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
-    replaces = {a + c + b[1:] for a, b in splits if b for c in _LETTERS}
-    inserts = {a + c + b for a, b in splits for c in _LETTERS}
-    return deletes | transposes | replaces | inserts
-
-
 class Speller:
-    """Corrects a misspelled query word to the most frequent corpus word one edit away ("trail" -> "trial")."""
+    """Corrects a misspelled query word to the most frequent corpus word one edit away ("ketamin" -> "ketamine").
 
-    def __init__(self, vocabulary: Counter[str]) -> None:
+    Real English words are left alone even when the corpus does not use them ("right" is not "might").
+    """
+
+    def __init__(self, vocabulary: Counter[str], english: frozenset[str] = frozenset()) -> None:
         self.vocabulary = vocabulary
+        self.english = english
 
     def correct_word(self, word: str) -> str:
         lower = word.lower()
         if len(lower) < _MIN_CORRECTABLE or not lower.isalpha() or lower in self.vocabulary:
             return word
-        known = [w for w in _one_edit(lower) if w in self.vocabulary]
-        return max(known, key=lambda w: (self.vocabulary[w], w)) if known else word
+        known = [w for w in one_edit(lower) if w in self.vocabulary]
+        if not known:
+            return word
+        best = max(known, key=lambda w: (self.vocabulary[w], w))
+        # A real English word may be a typo too ("pilot trail") or just what it says ("right"): keep it and
+        # add the corpus word beside it, so the query loses nothing either way. Exact dictionary words only:
+        # inflection rules would also accept typos ("studdy" as a form of "stud").
+        return f"{word} {best}" if lower in self.english else best
 
     def correct(self, text: str) -> str:
         """The text with each unknown word replaced by its correction, everything else untouched."""
@@ -124,7 +123,14 @@ class _Snapshot:
 class Retriever:
     """Hybrid retrieval over the live chunks of a store."""
 
-    def __init__(self, store: VectorStore, embedder: Embedder, settings: RetrievalSettings) -> None:
+    def __init__(
+        self,
+        store: VectorStore,
+        embedder: Embedder,
+        settings: RetrievalSettings,
+        english_words: frozenset[str] = frozenset(),
+    ) -> None:
+        self.english_words = english_words
         self.store = store
         self.embedder = embedder
         self.settings = settings
@@ -141,7 +147,7 @@ class Retriever:
             chunks=chunks,
             by_id={c.chunk_id: i for i, c in enumerate(chunks)},
             bm25=BM25Index([terms(t) for t in texts]),
-            speller=Speller(Counter(w for t in texts for w in words(t))),
+            speller=Speller(Counter(w for t in texts for w in words(t)), self.english_words),
         )
 
     def snapshot(self) -> _Snapshot:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from functools import lru_cache
+from pathlib import Path
 
 import snowballstemmer
 
@@ -335,3 +336,47 @@ def _trimmed(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
 def split_sentences(text: str) -> list[str]:
     """The sentences of a text."""
     return [text[s:e] for s, e in sentence_spans(text)]
+
+
+_SUFFIXES = ("ing", "ed", "d", "es", "s", "er", "ers", "est", "ly", "ness", "ment", "ments", "ful", "able", "ion", "y")
+
+
+def is_english_word(token: str, known_words: frozenset[str]) -> bool:
+    """In the word list, or an inflection of a word in it ("quitting" from "quit", "hoping" from "hope")."""
+    if token in known_words:
+        return True
+    for suffix in _SUFFIXES:
+        stem = token[: -len(suffix)]
+        if not token.endswith(suffix) or len(stem) < 3:
+            continue
+        undoubled = stem[:-1] if stem[-1] == stem[-2] else stem
+        if stem in known_words or stem + "e" in known_words or undoubled in known_words:
+            return True
+        if stem.endswith("i") and stem[:-1] + "y" in known_words:
+            return True
+    return False
+
+
+@lru_cache(maxsize=4)
+def load_known_words(vocab_file: Path | None) -> frozenset[str]:
+    """Real English words (whole words of a WordPiece vocabulary), which fuzzy correction leaves alone."""
+    if vocab_file is None:
+        return frozenset()
+    try:
+        lines = vocab_file.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return frozenset()
+    return frozenset(w for w in lines if w.isalpha() and w.islower())
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def one_edit(word: str) -> set[str]:
+    """Every string one deletion, transposition, replacement or insertion away from word."""
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    deletes = {a + b[1:] for a, b in splits if b}
+    transposes = {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+    replaces = {a + c + b[1:] for a, b in splits if b for c in _LETTERS}
+    inserts = {a + c + b for a, b in splits for c in _LETTERS}
+    return deletes | transposes | replaces | inserts

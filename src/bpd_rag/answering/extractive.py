@@ -11,10 +11,11 @@ from pathlib import Path
 
 from bpd_rag.answering import make_citation
 from bpd_rag.conflicts import Claim, find_disagreements
+from bpd_rag.corpus import Erratum
 from bpd_rag.embeddings import Embedder, Vector, cosine
 from bpd_rag.index import embedding_text
 from bpd_rag.prompts import load_prompt
-from bpd_rag.textutil import QUESTION_FILLER, sentence_spans, stem, terms
+from bpd_rag.textutil import QUESTION_FILLER, one_edit, sentence_spans, stem, terms
 from bpd_rag.types import Answer, Citation, Conflict, Passage, source_type_label
 
 _CACHE_LIMIT = 50_000
@@ -52,7 +53,7 @@ class _Candidate:
     doc_id: str
     doc_offset: int
     score: float = 0.0
-    vector: Vector | None = None
+    vector: Vector | None = None  # of the sentence alone
 
 
 def _answer_type_met(question: str, sentence: str) -> bool:
@@ -100,8 +101,10 @@ class ExtractiveAnswerer:
         max_sentences: int = 4,
         min_score: float = 0.34,
         known_term: Callable[[str], bool] | None = None,
+        errata: Sequence[Erratum] = (),
     ) -> None:
         self.embedder = embedder
+        self.errata = tuple(errata)
         self.known_term = known_term
         self.max_sentences = max_sentences
         self.min_score = min_score
@@ -134,6 +137,8 @@ class ExtractiveAnswerer:
                 text = chunk.text[start:end]
                 if key in seen or len(terms(text)) < 3:  # overlapping chunks repeat sentences; fragments say nothing
                     continue
+                if any(e.applies(chunk.doc_id, text) for e in self.errata):
+                    continue  # a known error of the source (corpus/errata.yaml) is never quoted
                 seen.add(key)
                 out.append(_Candidate(p_index, start, end, text, chunk.doc_id, chunk.start + start))
         return out
@@ -148,11 +153,17 @@ class ExtractiveAnswerer:
             embedding_text(passages[c.passage_index].chunk.model_copy(update={"text": c.text})) for c in candidates
         ]
         vectors = self._embed(texts)
+        # The sentence alone too: within a section the shared heading makes every sentence look alike.
+        plain = self._embed([c.text for c in candidates])
         query_vector = self.embedder.embed_query(question)
         sentence_terms = [set(terms(t)) for t in texts]
         df = Counter(t for ts in sentence_terms for t in ts)
         n = len(candidates)
         q_terms = set(terms(question))
+        if self.known_term is not None:
+            # A word the corpus lacks that stands beside its spelling correction ("pilot trail trial") is
+            # no part of the question: it would only dilute the overlap and look like a new topic.
+            q_terms -= {t for t in q_terms if not self.known_term(t) and (one_edit(t) - {t}) & q_terms}
         idf = {t: math.log(1 + n / (1 + df.get(t, 0))) for t in q_terms}
         total = sum(idf.values()) or 1.0
         # Topic words the corpus never uses ("Does salt cause depression?") make every sentence a poorer
@@ -171,10 +182,11 @@ class ExtractiveAnswerer:
         }
         unknown_share = sum(idf[t] for t in unknown) / total
         coverage = 1.0 - unknown_share if unknown_share >= _UNKNOWN_SHARE_VETO else 1.0
-        for cand, vector, s_terms in zip(candidates, vectors, sentence_terms, strict=True):
+        for cand, vector, own, s_terms in zip(candidates, vectors, plain, sentence_terms, strict=True):
             lexical = sum(idf[t] for t in q_terms & s_terms) / total
-            cand.vector = vector
-            cand.score = 0.5 * max(cosine(query_vector, vector), 0.0) + 0.5 * lexical
+            cand.vector = own
+            dense = 0.5 * (cosine(query_vector, vector) + cosine(query_vector, own))
+            cand.score = 0.5 * max(dense, 0.0) + 0.5 * lexical
             if not _answer_type_met(question, cand.text):
                 cand.score *= 0.5
             cand.score *= coverage
@@ -205,8 +217,7 @@ class ExtractiveAnswerer:
         claims = [Claim(c.text, c.doc_id, source_name(passages[c.passage_index])) for c in pool]
         # Whether two claims are about the same thing is judged on the sentences alone: the publisher in
         # front of a scored sentence would pull sentences of different sources apart.
-        vectors = self._embed([c.text for c in pool])
-        sims = [[cosine(a, b) for b in vectors] for a in vectors]
+        sims = [[cosine(a.vector or [], b.vector or []) for b in pool] for a in pool]
         out = []
         for d in find_disagreements(claims, sims):
             if pool[d.first] in chosen or pool[d.second] in chosen:

@@ -47,9 +47,9 @@ Messages = list[tuple[str, str]]
 
 # One citation group: [3] or [1, 3]; "[1][3]" is two groups.
 _MARKER = re.compile(r"\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]")
-# Markers written after the full stop ("... infusion. [2]") would start the next sentence when split,
-# so they are moved in front of it first.
-_MARKERS_AFTER_STOP = re.compile(r"([.!?])((?:[ \t]*\[\s*\d+(?:\s*,\s*\d+)*\s*\])+)")
+# Markers written after the full stop ("... infusion. [2]", "... with BPD.” [2]") would start the next
+# sentence when split, so they are moved in front of the stop (and any closing quote or bracket) first.
+_MARKERS_AFTER_STOP = re.compile(r"([.!?][\"”’')\]]*)((?:[ \t]*\[\s*\d+(?:\s*,\s*\d+)*\s*\])+)")
 # List bullets and numbering ("1. ") at line starts: the splitter would read "1." as a sentence of its own.
 _LINE_PREFIX = re.compile(r"^[ \t]*(?:[-*•]|\d+[.)]|#+)[ \t]+", re.MULTILINE)
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?])")

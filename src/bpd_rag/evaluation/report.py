@@ -253,7 +253,7 @@ def _html_metrics(report: Report) -> str:
     head = (
         "<tr><th>metric</th><th>bpd-rag</th>"
         + ("<th>baseline</th>" if has_baseline else "")
-        + "<th>gate</th><th class=\"what\">what it measures</th></tr>"
+        + '<th>gate</th><th class="what">what it measures</th></tr>'
     )
     rows = []
     for metric, name, ours, theirs, gate in _metric_rows(report):

@@ -13,8 +13,9 @@ from bpd_rag.errors import ConfigurationError
 from bpd_rag.prompts import load_prompt, template_variables
 from bpd_rag.safety.crisis import DEFAULT_FLOOR, DEFAULT_MARGIN, CrisisDetector
 from bpd_rag.safety.rules import Rule, compile_regex, default_data_dir, load_rules, read_lines, read_yaml
-from bpd_rag.safety.text import Spelling, load_known_words, split_sentences
+from bpd_rag.safety.text import Spelling, split_sentences
 from bpd_rag.settings import Settings
+from bpd_rag.textutil import load_known_words
 from bpd_rag.types import Answer, Message, Triage
 
 # Answers a question from the sources; the pipeline passes its own (retrieval + extractive answerer).

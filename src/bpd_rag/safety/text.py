@@ -8,9 +8,9 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 from bpd_rag.errors import ConfigurationError
+from bpd_rag.textutil import is_english_word
 
 _QUOTES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "“": '"', "”": '"'})
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
@@ -93,42 +93,12 @@ class Spelling:
 
 @lru_cache(maxsize=8192)
 def _correct(token: str, vocabulary: tuple[str, ...], known_words: frozenset[str]) -> str:
-    if len(token) < 4 or token.isdigit() or _is_real_word(token, known_words):
+    if len(token) < 4 or token.isdigit() or is_english_word(token, known_words):
         return token
     # Same first letter, same length give or take two: "suicidality" must not become "suicidal".
     candidates = [w for w in vocabulary if w[0] == token[0] and abs(len(w) - len(token)) <= 2]
     match = difflib.get_close_matches(token, candidates, n=1, cutoff=0.8)
     return match[0] if match else token
-
-
-_SUFFIXES = ("ing", "ed", "d", "es", "s", "er", "ers", "est", "ly", "ness", "ment", "ments", "ful", "able", "ion", "y")
-
-
-def _is_real_word(token: str, known_words: frozenset[str]) -> bool:
-    """In the word list, or an inflection of a word in it ("quitting" from "quit", "hoping" from "hope")."""
-    if token in known_words:
-        return True
-    for suffix in _SUFFIXES:
-        stem = token[: -len(suffix)]
-        if not token.endswith(suffix) or len(stem) < 3:
-            continue
-        undoubled = stem[:-1] if stem[-1] == stem[-2] else stem
-        if stem in known_words or stem + "e" in known_words or undoubled in known_words:
-            return True
-        if stem.endswith("i") and stem[:-1] + "y" in known_words:
-            return True
-    return False
-
-
-def load_known_words(vocab_file: Path | None) -> frozenset[str]:
-    """Real English words (whole words of a WordPiece vocabulary), which fuzzy correction leaves alone."""
-    if vocab_file is None:
-        return frozenset()
-    try:
-        lines = vocab_file.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return frozenset()
-    return frozenset(w for w in lines if w.isalpha() and w.islower())
 
 
 def split_sentences(text: str) -> list[str]:
