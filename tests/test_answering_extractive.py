@@ -88,7 +88,7 @@ def test_disagreement_rules() -> None:
     same = [[1.0] * len(claims) for _ in claims]
     summaries = [d.summary for d in find_disagreements(claims, same)]
     assert any("numbers of participants" in s and "20" in s and "22" in s for s in summaries)
-    assert any("comparison group" in s and "placebo" in s and "midazolam" in s for s in summaries)
+    assert any("comparison groups" in s and "placebo" in s and "midazolam" in s for s in summaries)
     assert any("potential for abuse" in s and "moderate" in s and "high" in s for s in summaries)
     assert any("low risk of side effects" in s for s in summaries)
     # Claims about different studies (low similarity) are not set against each other.

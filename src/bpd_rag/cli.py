@@ -10,9 +10,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bpd_rag.cli_server import report_app, serve
+from bpd_rag.console import progress_bar
 from bpd_rag.errors import BpdRagError
 from bpd_rag.evaluation.command import eval_command
 from bpd_rag.pipeline import Pipeline, build_pipeline
@@ -79,19 +79,10 @@ def ingest(
         if as_json:
             report = pipeline.ingest(rebuild=rebuild)
         else:
-            with Progress(
-                TextColumn("[bold]Embedding[/] {task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err,
-            ) as bar:
-                task = bar.add_task("documents", total=None)
-
-                def progress(done: int, total: int, doc_id: str) -> None:
-                    bar.update(task, completed=done, total=total, description=doc_id or "done")
-
-                report = pipeline.ingest(progress=progress, rebuild=rebuild)
+            with progress_bar("Embedding", err) as update:
+                report = pipeline.ingest(
+                    progress=lambda done, total, doc_id: update(done, total, doc_id or "done"), rebuild=rebuild
+                )
     except BpdRagError as exc:
         raise _fail(exc) from exc
     if as_json:

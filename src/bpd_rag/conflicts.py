@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 # Nouns that count the people in a study ("20 patients", "22 adults").
@@ -58,8 +58,8 @@ class Disagreement:
     second: int
 
 
-def _counts(text: str) -> set[int]:
-    return {int(m.group(1)) for m in _COUNT.finditer(text)}
+def _counts(text: str) -> set[str]:
+    return {m.group(1) for m in _COUNT.finditer(text)}
 
 
 def _controls(text: str) -> set[str]:
@@ -74,6 +74,13 @@ def _graded(text: str) -> dict[str, str]:
         thing = thing.removeprefix("serious ")
         out[f"{head} {'for' if head == 'potential' else 'of'} {thing}"] = degree
     return out
+
+
+# Facts that two descriptions of the same study must agree on: (kind, extractor, how a summary names it).
+_FACTS: tuple[tuple[str, Callable[[str], set[str]], str], ...] = (
+    ("count", _counts, "numbers of participants"),
+    ("control", _controls, "comparison groups"),
+)
 
 
 def find_disagreements(
@@ -94,24 +101,16 @@ def find_disagreements(
             a, b = claims[i], claims[j]
             about_same = similarity[i][j] >= same_topic
             if a.doc_id != b.doc_id and about_same:
-                ca, cb = _counts(a.text), _counts(b.text)
-                if ca and cb and not ca & cb:
-                    add(
-                        "count",
-                        i,
-                        j,
-                        f"The sources give different numbers of participants: {a.source} says "
-                        f"{', '.join(map(str, sorted(ca)))}, {b.source} says {', '.join(map(str, sorted(cb)))}.",
-                    )
-                ka, kb = _controls(a.text), _controls(b.text)
-                if ka and kb and not ka & kb:
-                    add(
-                        "control",
-                        i,
-                        j,
-                        f"The sources describe the comparison group differently: {a.source} says "
-                        f"{', '.join(sorted(ka))}, {b.source} says {', '.join(sorted(kb))}.",
-                    )
+                for kind, extract, what in _FACTS:
+                    fa, fb = extract(a.text), extract(b.text)
+                    if fa and fb and not fa & fb:
+                        add(
+                            kind,
+                            i,
+                            j,
+                            f"The sources give different {what}: {a.source} says {', '.join(sorted(fa))}, "
+                            f"{b.source} says {', '.join(sorted(fb))}.",
+                        )
             ga, gb = _graded(a.text), _graded(b.text)
             for topic in ga.keys() & gb.keys():
                 if ga[topic] != gb[topic]:

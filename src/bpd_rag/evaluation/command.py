@@ -11,9 +11,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bpd_rag.console import progress_bar
 from bpd_rag.errors import BpdRagError
 from bpd_rag.evaluation.report import build_report, fmt, label, summary, write_report
 from bpd_rag.evaluation.runner import EvalRun, default_scorer, evaluate, load_items, scoring_context
@@ -33,19 +33,9 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _run_with_progress(title: str, run: Any, total: int) -> EvalRun:
-    with Progress(
-        TextColumn(f"[bold]{escape(title)}[/] {{task.description}}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=_err,
-    ) as bar:
-        task = bar.add_task("", total=total)
-
-        def progress(done: int, all_items: int, item_id: str) -> None:
-            bar.update(task, completed=done, total=all_items, description=item_id)
-
-        result: EvalRun = run(progress)
+    with progress_bar(title, _err) as update:
+        update(0, total, "")
+        result: EvalRun = run(update)
         return result
 
 
