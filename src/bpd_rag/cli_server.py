@@ -52,6 +52,13 @@ def log_config(level: str) -> dict[str, Any]:
     return config
 
 
+def limit_model_threads(threads: int) -> None:
+    """PyTorch intra-op threads for this process (worker threads started later inherit the limit)."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def serve(
     host: Annotated[
         str | None, typer.Option(help="Address to listen on (default: BPD_RAG_API__HOST, 127.0.0.1).")
@@ -71,6 +78,8 @@ def serve(
     settings = _settings()
     api = settings.api.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     settings = settings.model_copy(update={"api": api})
+    if api.model_threads:
+        limit_model_threads(api.model_threads)
     try:
         app = create_app(settings)
     except BpdRagError as exc:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -59,6 +62,9 @@ class SentenceTransformerEmbedder:
         transformers_logging.disable_progress_bar()
         self._model = SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
         self.batch_size = batch_size
+        # One question is embedded by retrieval and again by the answerer: the second time is free.
+        self._queries: OrderedDict[str, Vector] = OrderedDict()
+        self._queries_lock = threading.Lock()
         self.name = f"sentence-transformers:{self.model_path.name}"
         self.dimension = int(self._model.get_embedding_dimension() or 0)
         self.max_tokens = int(self._model.max_seq_length or 256)
@@ -73,12 +79,23 @@ class SentenceTransformerEmbedder:
 
     def embed_query(self, text: str) -> Vector:
         # all-MiniLM-L6-v2 was trained symmetric: queries take no prefix.
-        return self.embed_documents([text])[0]
+        with self._queries_lock:
+            cached = self._queries.get(text)
+            if cached is not None:
+                self._queries.move_to_end(text)
+                return list(cached)
+        vector = self.embed_documents([text])[0]
+        with self._queries_lock:
+            self._queries[text] = vector
+            if len(self._queries) > _QUERY_CACHE_SIZE:
+                self._queries.popitem(last=False)
+        return list(vector)
 
     def count_tokens(self, text: str) -> int:
         return len(self._model.tokenizer(text, add_special_tokens=True)["input_ids"])
 
 
+_QUERY_CACHE_SIZE = 1024
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -121,4 +138,7 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
     """Cosine similarity of two unit vectors (their dot product)."""
-    return float(sum(x * y for x, y in zip(a, b, strict=True)))
+    if len(a) != len(b):
+        raise ValueError(f"vectors of different lengths: {len(a)} and {len(b)}")
+    # map(operator.mul) is about twice as fast as a generator over zip, with the same sum in the same order.
+    return float(sum(map(operator.mul, a, b)))

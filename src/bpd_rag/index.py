@@ -15,6 +15,8 @@ from bpd_rag.errors import CorpusFileError, IndexMissingError
 from bpd_rag.store import Manifest, VectorStore
 from bpd_rag.types import Chunk, Document
 
+# Chunks embedded in one call during ingest (the model batches them further itself).
+_EMBED_BATCH = 256
 # (documents done, documents to embed, doc id): for progress bars.
 ProgressCallback = Callable[[int, int, str], None]
 # Looks at a document before it is indexed and returns warnings (e.g. instruction-like text).
@@ -91,13 +93,27 @@ def ingest(
             report.kept_previous.append(doc_id)
     report.removed = sorted(set(old.docs) - set(new_docs))
 
+    # Chunks of several documents are embedded together (one model call per document would run the model
+    # on batches of one or two texts); each document is still written with its own store.add.
+    pending: list[list[Chunk]] = []
+
+    def write_pending() -> None:
+        vectors = embedder.embed_documents([embedding_text(c) for chunks in pending for c in chunks])
+        offset = 0
+        for chunks in pending:
+            store.add(chunks, vectors[offset : offset + len(chunks)])
+            offset += len(chunks)
+            report.chunks_written += len(chunks)
+        pending.clear()
+
     for done, document in enumerate(todo):
         if progress is not None:
             progress(done, len(todo), document.doc_id)
-        chunks = chunk_document(document, embedder.count_tokens, max_tokens, overlap_sentences)
-        vectors = embedder.embed_documents([embedding_text(c) for c in chunks])
-        store.add(chunks, vectors)
-        report.chunks_written += len(chunks)
+        pending.append(chunk_document(document, embedder.count_tokens, max_tokens, overlap_sentences))
+        if sum(len(chunks) for chunks in pending) >= _EMBED_BATCH:
+            write_pending()
+    if pending:
+        write_pending()
     if progress is not None:
         progress(len(todo), len(todo), "")
 

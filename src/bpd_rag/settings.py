@@ -115,6 +115,13 @@ class ApiSettings(_Group):
         default=False, description="Debug only: write question text to the server log (never on by default)."
     )
     model_name: str = Field(default="bpd-rag", description="Model id shown by the OpenAI-compatible /v1/models.")
+    model_threads: int = Field(
+        default=1,
+        ge=0,
+        description="PyTorch threads per request for the embedding model, set by `bpd-rag serve`: requests are "
+        "answered in parallel worker threads, and two threads per request wait on each other when the cores are "
+        "busy (docs/benchmarks.md); 0 keeps PyTorch's default of one per core.",
+    )
 
 
 class Settings(BaseSettings):

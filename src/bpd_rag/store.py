@@ -193,12 +193,11 @@ class ChromaStore:
             collection.delete(ids=list(chunk_ids[i : i + _BATCH]))
 
     def query(self, vector: Sequence[float], n: int) -> list[tuple[str, float]]:
-        """Nearest chunk ids with cosine similarity, best first."""
+        """Nearest chunk ids with cosine similarity, best first (all of them when there are fewer than n)."""
         collection = self._get(create=False)
-        count = collection.count()
-        if count == 0:
-            return []
-        result = collection.query(query_embeddings=[list(vector)], n_results=min(n, count), include=["distances"])
+        # No count() first: asked for more than it holds, Chroma returns what it has (nothing when empty),
+        # and a count is one more call, a round trip to a Chroma server, on every question.
+        result = collection.query(query_embeddings=[list(vector)], n_results=n, include=["distances"])
         return [(cid, 1.0 - float(d)) for cid, d in zip(result["ids"][0], result["distances"][0], strict=True)]
 
     def all_chunks(self) -> list[Chunk]:
