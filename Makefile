@@ -54,6 +54,11 @@ test: install install-llm chromium lint typecheck
 test-fast: install lint
 	$(BIN)/python -m pytest -m "not llm and not chroma_server"
 
+# Benchmarks (latency, load, ingest, cold start, scale): writes docs/benchmarks.md and its plots, in under 10 minutes.
+.PHONY: bench
+bench: install
+	$(BIN)/python -m bench
+
 # Headless Chromium for the widget's browser tests (Playwright drives it; its own browser download is not used).
 chromium:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver; }

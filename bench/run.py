@@ -1,0 +1,210 @@
+"""Run every benchmark and write docs/benchmarks.md with its plots (`make bench`, or `python -m bench`).
+
+Sections: serving (latency next to the embedding floor and the LangChain baseline, load, streaming,
+server cold start and peak RSS), coldstart (`bpd-rag ask`), ingest, scale. Each figure is the median of
+--reps repetitions; ratios are taken within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import lc_baseline
+from bench.coldstart import ask_wall_s, breakdown_subprocess
+from bench.common import ROOT, BenchEnv, load_average, log, median_dicts, question_set
+from bench.ingest_bench import SCALED_DOCS, ingest_rep, write_scaled_corpus
+from bench.inprocess import inprocess_rep, server_model_threads
+from bench.report import write_report
+from bench.scale import SIZES, scale_benchmark
+from bench.serving import DEFAULT_LEVELS, LoadLevel, serving_rep
+
+SECTIONS = ("serving", "coldstart", "ingest", "scale")
+QUICK_LEVELS = (LoadLevel(1, 20, 5.0), LoadLevel(8, 60, 8.0), LoadLevel(32, 120, 10.0))
+
+
+def _machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    import torch
+
+    import bpd_rag
+
+    source = Path(bpd_rag.__file__).resolve().parent
+    try:
+        source_commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=source, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        source_commit = ""
+    return {
+        "bpd_rag_source": str(source),
+        "bpd_rag_commit": source_commit,
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "torch_threads": torch.get_num_threads(),
+        "commit": commit,
+    }
+
+
+def _serving(
+    bench_env: BenchEnv, settings: Any, embedder: Any, reps: int, levels: tuple[LoadLevel, ...]
+) -> dict[str, Any]:
+    questions = question_set()
+    source = lc_baseline.source()
+    inprocess: list[dict[str, Any]] = []
+    serving: list[dict[str, Any]] = []
+    for rep in range(reps):
+        log(f"serving rep {rep + 1}/{reps}: in-process floor / pipeline / baseline")
+        inprocess.append(inprocess_rep(settings, embedder, questions))
+        log(f"serving rep {rep + 1}/{reps}: bpd-rag serve")
+        serving.append(serving_rep(bench_env, questions, rep, levels))
+    load_runs = [run["load"] for run in serving]
+    load = [median_dicts([levels_run[i] for levels_run in load_runs]) for i in range(len(levels))]
+    for i, level in enumerate(load):
+        level["errors_total"] = sum(run[i]["errors"] for run in load_runs)
+    return {
+        "questions": {
+            "measured": len(questions.measured),
+            "answerable": sum(q.expected_kind == "answer" for q in questions.measured),
+            "no_answer": sum(q.expected_kind == "no_answer" for q in questions.measured),
+            "crisis": sum(q.expected_kind == "crisis" for q in questions.measured),
+            "warmup": len(questions.warmup),
+        },
+        "baseline_source": source,
+        "inprocess": median_dicts(inprocess),
+        "server": median_dicts([{k: v for k, v in run.items() if k != "load"} for run in serving]),
+        "cold_start_runs": [run["cold_start_s"] for run in serving],
+        "peak_rss_runs": [run["peak_rss_mb"] for run in serving],
+        "errors_total": sum(run["errors"] + run["stream_errors"] for run in serving),
+        "load": load,
+        "runs": {"inprocess": inprocess, "serving": serving},
+    }
+
+
+def _coldstart(bench_env: BenchEnv, reps: int) -> dict[str, Any]:
+    question = "What dose of ketamine was used in the pilot trial?"
+    walls = []
+    for rep in range(reps):
+        log(f"cold start: bpd-rag ask {rep + 1}/{reps}")
+        walls.append(ask_wall_s(bench_env, question))
+    breakdowns = [breakdown_subprocess(bench_env, question) for _ in range(reps)]
+    return {"ask_wall_runs": walls, "ask_wall_s": statistics.median(walls), "breakdown": median_dicts(breakdowns)}
+
+
+def _ingest(settings: Any, embedder: Any, workdir: Path, reps: int, scaled_docs: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    scaled = write_scaled_corpus(workdir / "scaled-corpus", scaled_docs)
+    for name, corpus_dir in (("corpus", settings.corpus_dir), ("scaled", scaled)):
+        runs = []
+        for rep in range(reps):
+            log(f"ingest {name} {rep + 1}/{reps}")
+            run_settings = settings.model_copy(update={"corpus_dir": corpus_dir})
+            runs.append(ingest_rep(run_settings, embedder, workdir / f"ingest-{name}-{rep}"))
+        out[name] = {**median_dicts(runs), "runs": runs}
+    return out
+
+
+def _save(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md", help="Markdown report")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of each measurement (medians reported)")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--quick", action="store_true", help="1 repetition, small sizes: for trying the harness")
+    parser.add_argument("--json", type=Path, default=ROOT / ".bpd_rag" / "bench" / "results.json", help="raw results")
+    parser.add_argument(
+        "--before", type=Path, default=ROOT / "bench" / "results-before-fixes.json", help="raw results to compare"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder (indexes, server logs)")
+    parser.add_argument("--label", default="", help="what this run measures, e.g. 'before the fixes: src of abc123'")
+    args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    reps = 1 if args.quick else args.reps
+    levels = QUICK_LEVELS if args.quick else DEFAULT_LEVELS
+    sizes = SIZES[:2] if args.quick else SIZES
+    scaled_docs = 200 if args.quick else SCALED_DOCS
+
+    from bpd_rag.embeddings import SentenceTransformerEmbedder
+    from bpd_rag.pipeline import build_pipeline
+    from bpd_rag.settings import Settings
+
+    started = time.time()
+    results: dict[str, Any] = {
+        "meta": {
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "load_start": load_average(),
+            "reps": reps,
+            "quick": args.quick,
+            "sections": sections,
+            "label": args.label,
+            **_machine(),
+        }
+    }
+    log(f"load average at start: {results['meta']['load_start']}")
+    workdir = Path(tempfile.mkdtemp(prefix="bpd-rag-bench-"))
+    try:
+        bench_env = BenchEnv(workdir)
+        settings = Settings(_env_file=None, **bench_env.settings_overrides())  # type: ignore[call-arg]
+        results["meta"]["server_model_threads"] = server_model_threads(settings)
+        log("loading the model and building the benchmark index")
+        embedder = SentenceTransformerEmbedder()
+        build_pipeline(settings, embedder).ingest()
+        phase_load: dict[str, Any] = {}
+        results["meta"]["phase_load"] = phase_load
+        runners = {
+            "serving": lambda: _serving(bench_env, settings, embedder, reps, levels),
+            "coldstart": lambda: _coldstart(bench_env, reps),
+            "ingest": lambda: _ingest(settings, embedder, workdir, reps, scaled_docs),
+            "scale": lambda: scale_benchmark(workdir, sizes),
+        }
+        for section in SECTIONS:
+            if section in sections:
+                phase_load[section] = load_average()
+                results[section] = runners[section]()
+                _save(args.json, results)  # a later failure keeps what was measured
+    finally:
+        if args.keep:
+            log(f"scratch folder kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    results["meta"]["load_end"] = load_average()
+    results["meta"]["duration_s"] = time.time() - started
+    _save(args.json, results)
+    before = json.loads(args.before.read_text(encoding="utf-8")) if args.before.exists() else None
+    write_report(results, args.out, before)
+    log(f"done in {results['meta']['duration_s']:.0f} s: {args.out} (raw results {args.json})")
+
+
+if __name__ == "__main__":
+    main()
