@@ -245,16 +245,17 @@ class ServerProcess:
         self.started_at = time.perf_counter()
         self.process = subprocess.Popen(argv, env=self.env, cwd=self.cwd, stdout=self._log, stderr=subprocess.STDOUT)
 
-    def first_answer(self, body: dict[str, Any], timeout_s: float = 120.0) -> float:
+    def first_answer(self, body: dict[str, Any], request_id: str = "", timeout_s: float = 120.0) -> float:
         """Poll POST /api/chat until it answers 200; seconds from process start to that answer."""
         assert self.process is not None
         deadline = time.monotonic() + timeout_s
+        headers = {"X-Request-ID": request_id} if request_id else {}
         with httpx.Client(timeout=30.0) as client:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"bpd-rag serve exited with {self.process.returncode}:\n{self.log()[-3000:]}")
                 try:
-                    if client.post(f"{self.base_url}/api/chat", json=body).status_code == 200:
+                    if client.post(f"{self.base_url}/api/chat", json=body, headers=headers).status_code == 200:
                         return time.perf_counter() - self.started_at
                 except httpx.TransportError:
                     pass

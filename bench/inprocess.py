@@ -59,11 +59,16 @@ def inprocess_rep(settings: Settings, embedder: SentenceTransformerEmbedder, que
 
     The model runs with the server's thread count, so the floor is the floor of the server's answers.
     """
+    import torch
+
+    default_threads = torch.get_num_threads()
     with torch_threads(server_model_threads(settings)):
-        return _inprocess_rep(settings, embedder, questions)
+        return _inprocess_rep(settings, embedder, questions, default_threads)
 
 
-def _inprocess_rep(settings: Settings, embedder: SentenceTransformerEmbedder, questions: QuestionSet) -> dict[str, Any]:
+def _inprocess_rep(
+    settings: Settings, embedder: SentenceTransformerEmbedder, questions: QuestionSet, default_threads: int
+) -> dict[str, Any]:
     pipeline = build_pipeline(settings, fresh_query_cache(embedder))
     # Its own query cache: the baseline embeds each question itself, and reuses it for its answerer as ours does.
     baseline, _source = lc_baseline.build(settings, fresh_query_cache(embedder))
@@ -71,6 +76,7 @@ def _inprocess_rep(settings: Settings, embedder: SentenceTransformerEmbedder, qu
         pipeline.ask(question.text)
         baseline.ask(question.text)
     floor: list[float] = []
+    floor_default: list[float] = []
     ours: list[float] = []
     ours_answerable: list[float] = []
     theirs: list[float] = []
@@ -87,11 +93,16 @@ def _inprocess_rep(settings: Settings, embedder: SentenceTransformerEmbedder, qu
         if question.expected_kind == "answer":
             ours_answerable.append(ours[-1])
             theirs_answerable.append(theirs[-1])
+    # Apart, not per question: changing PyTorch's thread count resizes its thread pool, which costs time.
+    with torch_threads(default_threads):
+        for question in questions.measured:
+            floor_default.append(bare_encode_s(embedder, question.text))
     close = getattr(baseline, "close", None)
     if close is not None:
         close()
     return {
         "floor": summarise_ms(floor),
+        "floor_default_threads": summarise_ms(floor_default),
         "pipeline": summarise_ms(ours),
         "pipeline_answerable": summarise_ms(ours_answerable),
         "baseline": summarise_ms(theirs),

@@ -34,14 +34,18 @@ FIXES: list[str] = [
     "for each other whenever a core is taken. A server answering concurrent requests takes cores from "
     "itself. `bpd-rag serve` now runs the model with one thread per request (new setting "
     "`BPD_RAG_API__MODEL_THREADS`, default 1; 0 restores PyTorch's default); `bpd-rag ingest` keeps all "
-    "cores, where batches of 64 use them well. The in-process rows of section 1 use the server's setting.",
+    "cores, where batches of 64 use them well. The in-process rows of section 1 use the server's setting. "
+    "The price is paid on an idle machine and at startup: in two single-repetition runs of the serving "
+    "section one after the other (load average ~1.5-2), 1 thread against PyTorch's default gave a p50 of "
+    "29.6 against 26.1 ms, a first answer of 3.6 against 2.0 s (it embeds ~200 sentences and the crisis "
+    "exemplars in one thread), and 39 against 35 answers/s at 8 clients and 37 against 29 at 32.",
     "3. **`cosine` in pure Python** (two per candidate sentence, a matrix of them for conflicts) now sums "
     "`map(operator.mul, a, b)`: three times faster, the same float sum in the same order.",
     "4. **Ingest ran the model once per document**: a document of the scaled corpus has one or two chunks, "
     "so the model ran on batches of one or two. `index.ingest` now embeds the chunks of consecutive "
     "documents together (256 per call) and still writes each document with its own `store.add` (the "
     "simulated-crash test of the index relies on per-document writes).",
-    "5. **BM25 scanned its posting lists in Python**: `BM25Index.top` took 74 ms at 100k chunks (the "
+    "5. **BM25 scanned its posting lists in Python**: `BM25Index.top` took ~55 ms at 100k chunks (the "
     "common terms' lists hold most chunks). It now adds the postings with numpy in the same term order, "
     "so every score is equal to the last bit (checked against the old loop on random indexes, ties "
     "included), and selects the top n with a partial sort. The index is built by counting (term, chunk) "
@@ -201,8 +205,18 @@ def _latency_section(serving: dict[str, Any]) -> list[str]:
         p50 = _get(stats, "p50")
         return [name, _f(p50), _f(_get(stats, "p95")), _f(p50 / floor if p50 else None, 2) + "x", how]
 
+    default_floor = inproc.get("floor_default_threads")
     rows = [
-        row("query embedding (the floor)", inproc.get("floor"), "SentenceTransformer.encode of the question alone"),
+        row(
+            "query embedding (the floor)",
+            inproc.get("floor"),
+            "SentenceTransformer.encode of the question alone, with the server's PyTorch threads",
+        ),
+        *(
+            [row("  same, PyTorch's default threads", default_floor, "what `bpd-rag ask` and ingest use")]
+            if default_floor
+            else []
+        ),
         row("**`POST /api/chat`, server-side**", server.get("server"), "duration_ms of the server's request log line"),
         row("  of which Pipeline.ask", server.get("server_pipeline"), "answer_ms of the same log line"),
         row("`POST /api/chat`, client-side", server.get("client"), "httpx on 127.0.0.1, keep-alive, sequential"),
@@ -215,7 +229,8 @@ def _latency_section(serving: dict[str, Any]) -> list[str]:
         f"{q['measured']} questions from `eval/gold.jsonl` ({q['answerable']} answerable single-turn, "
         f"{q['no_answer']} no-answer, {q['crisis']} crisis), asked one at a time after {q['warmup']} other gold "
         "questions warmed the server; each repetition starts a fresh `bpd-rag serve` (offline extractive "
-        "answerer), so the measured questions are new to its crisis cache. Server-side time is what the "
+        "answerer), so the measured questions are new to its per-message caches (crisis check, query vector). "
+        "Server-side time is what the "
         "server's own middleware measures per request (from the request entering the app to the response "
         "being sent, parsed from its log line by `X-Request-ID`); the API has no Server-Timing header.",
         "",
@@ -224,7 +239,7 @@ def _latency_section(serving: dict[str, Any]) -> list[str]:
         f"Answerable questions only: server-side p50 {_f(_get(server, 'server_answerable', 'p50'))} ms; "
         f"in-process ours {_f(_get(inproc, 'pipeline_answerable', 'p50'))} ms, "
         f"baseline {_f(_get(inproc, 'baseline_answerable', 'p50'))} ms. "
-        f"Replies by kind per repetition: {server.get('kinds')}.",
+        f"Replies by kind per repetition: {_kinds(server.get('kinds'))}.",
         "",
         "The baseline (RecursiveCharacterTextSplitter 1000/200, the same MiniLM embedder, Chroma top 4, the same "
         "extractive answerer) has no safety triage, no BM25, no spelling correction and no neighbouring chunks: "
@@ -312,7 +327,9 @@ def _ingest_section(ingest: dict[str, Any]) -> list[str]:
         "Chroma, manifest, garbage collection) into a fresh index, then the raw encoder on the same chunk texts "
         "(`SentenceTransformer.encode`, same batch size, same process), then an ingest with nothing changed. "
         "The scaled corpus is 2,000 documents generated into a temp folder, each a corpus paragraph followed "
-        "by the first sentence of another (every third under a section heading).",
+        "by the first sentence of another (every third under a section heading). The corpus is ingested "
+        "once per repetition; the scaled corpus, about two minutes a run, `--scaled-reps` times (default 1). "
+        "Most of the scaled corpus' overhead is Chroma: each document is written with its own `store.add`.",
         "",
         *_table(
             [
@@ -357,13 +374,21 @@ def _coldstart_section(results: dict[str, Any]) -> list[str]:
         b = coldstart["breakdown"]
         lines += [
             "",
-            f"Where a cold `ask` spends its time (in a fresh interpreter): importing the CLI {_f(b['import_s'], 2)} s, "
+            "Where a cold `ask` spends its time (one run in a fresh interpreter): importing the CLI "
+            f"{_f(b['import_s'], 2)} s, "
             f"loading the model {_f(b['model_load_s'], 2)} s, building the pipeline (safety data) "
             f"{_f(b['pipeline_build_s'], 2)} s, loading the index (chunks, BM25) {_f(b['index_load_s'], 2)} s, the "
             f"first answer {_f(b['first_answer_s'], 2)} s (it embeds the crisis exemplars and the retrieved "
             "sentences for the first time).",
         ]
     if serving:
+        first_s = (_get(serving, "server", "first_request_ms") or math.nan) / 1000
+        lines += [
+            "",
+            f"The server's cold start splits into starting (imports, model, index; until it accepts requests) "
+            f"{_f(serving['server']['cold_start_s'] - first_s, 2)} s and the first answer {_f(first_s, 2)} s "
+            "(server-side), which embeds the crisis exemplars and the sentences of its passages for the first time.",
+        ]
         lines += [
             "",
             f"Server memory: {_f(serving['server']['rss_ready_mb'], 0)} MiB resident after the first answer; peak "
@@ -404,11 +429,12 @@ def knee_text(scale: list[dict[str, Any]]) -> str:
         f"{where} Growth of retrieval p50 per tenfold corpus: {'; '.join(steps)}. At "
         f"{_f(largest['size'], 0)} chunks BM25 takes {_f(bm25)} ms and the HNSW query {_f(vector)} ms per "
         f"question, and the in-process chunk list and BM25 index hold about {_f(snapshot_mb, 0)} MiB, loaded in "
-        f"{_f(_get(largest, 'embedded', 'snapshot_s'), 1)} s at startup."
+        f"{_f(_get(largest, 'embedded', 'snapshot_s'), 1)} s at startup: what grows with the corpus now is "
+        "memory and startup time per API process (linearly), not the time per question."
     )
 
 
-def _scale_section(scale: list[dict[str, Any]]) -> list[str]:
+def _scale_section(scale: list[dict[str, Any]], before_scale: list[dict[str, Any]] | None = None) -> list[str]:
     rows = []
     for row in scale:
         for backend in ("embedded", "server"):
@@ -459,6 +485,7 @@ def _scale_section(scale: list[dict[str, Any]]) -> list[str]:
         f"Writing the synthetic chunks (embedded, chunks/s): {builds}.",
         "",
         knee_text(scale),
+        *(["", f"Before the fixes (same harness): {knee_text(before_scale)}"] if before_scale else []),
         "",
         "![Retrieval latency and memory against corpus size](benchmarks-scale.png)",
         "",
@@ -476,10 +503,10 @@ def _before_after(results: dict[str, Any], before: dict[str, Any]) -> list[str]:
     ]
     for i, clients in enumerate((1, 8, 32)):
         metrics.append(
-            (f"{clients} clients: answers/s", lambda r, i=i: _get(r, "serving", "load", i, "throughput"), 1)
+            (f"{_clients(clients)}: answers/s", lambda r, i=i: _get(r, "serving", "load", i, "throughput"), 1)
         )
         metrics.append(
-            (f"{clients} clients: p95 ms", lambda r, i=i: _get(r, "serving", "load", i, "latency", "p95"), 1)
+            (f"{_clients(clients)}: p95 ms", lambda r, i=i: _get(r, "serving", "load", i, "latency", "p95"), 1)
         )
     metrics += [
         ("server peak RSS MiB", lambda r: _get(r, "serving", "server", "peak_rss_mb"), 0),
@@ -522,7 +549,8 @@ def _before_after(results: dict[str, Any], before: dict[str, Any]) -> list[str]:
         "## Before and after the fixes",
         "",
         f"Before: {b_meta.get('label') or 'commit ' + str(b_meta.get('commit', '?'))}, measured with this "
-        f"harness on {b_meta.get('started', '?')} (load average at its start {_load(b_meta.get('load_start'))}); "
+        f"harness (`PYTHONPATH=<that src> python -m bench`, raw figures in `bench/results-before-fixes.json`) on "
+        f"{b_meta.get('started', '?')}, load average at its start {_load(b_meta.get('load_start'))}; "
         f"after: this run. Medians of {b_meta.get('reps', '?')} and {a_meta.get('reps', '?')} repetitions. "
         "The machine is shared, so compare ratios and large differences, not the last digit.",
         "",
@@ -539,6 +567,16 @@ def _snapshot_mb(rss: Any) -> Any:
     if not isinstance(rss, dict):
         return None
     return rss.get("after_snapshot", 0) - rss.get("after_vector_queries", 0)
+
+
+def _clients(n: int) -> str:
+    return f"{n} client" if n == 1 else f"{n} clients"
+
+
+def _kinds(kinds: Any) -> str:
+    if not isinstance(kinds, dict):
+        return "–"
+    return ", ".join(f"{_f(n, 0)} {kind}" for kind, n in sorted(kinds.items()))
 
 
 def _threads(value: Any) -> str:
@@ -666,8 +704,10 @@ def write_report(results: dict[str, Any], out: Path, before: dict[str, Any] | No
         "# Benchmarks",
         "",
         "`make bench` (or `.venv/bin/python -m bench`; `--only serving,coldstart,ingest,scale`, `--quick`, "
-        "`--reps N`) regenerates this page and its plots; raw figures go to `.bpd_rag/bench/results.json`. "
-        "Speed and memory are measured here, never asserted by tests.",
+        "`--reps N`, `--help`) regenerates this page and its plots in under 10 minutes; raw figures go to "
+        "`.bpd_rag/bench/results.json`, and the synthetic scale indexes are kept in `.bpd_rag/bench/scale-cache` "
+        "(the first run builds them, about two minutes more). Speed and memory are measured here, never asserted "
+        "by tests.",
         "",
         f"This run: {meta['started']}, commit {meta.get('commit') or '?'}, {meta['cpus']} cores ({meta['cpu']}), "
         f"{meta['memory_gib']} GiB, Python {meta['python']}, PyTorch threads {meta['torch_threads']} for ingest "
@@ -693,7 +733,7 @@ def write_report(results: dict[str, Any], out: Path, before: dict[str, Any] | No
     if results.get("coldstart") or serving:
         lines += _coldstart_section(results)
     if results.get("scale"):
-        lines += _scale_section(results["scale"])
+        lines += _scale_section(results["scale"], (before or {}).get("scale"))
         plot_scale(results["scale"], docs / "benchmarks-scale.png")
     if FIXES:
         lines += ["## What the profiles showed and what changed", "", *FIXES, ""]

@@ -15,6 +15,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -27,6 +28,8 @@ import numpy as np
 from bench.common import CORPUS, ROOT, chroma_server, log, proc_memory_mb, summarise_ms
 
 SIZES = (1_000, 10_000, 100_000)
+SCALE_CACHE = ROOT / ".bpd_rag" / "bench" / "scale-cache"
+GENERATOR_VERSION = "v1"  # bump when build() makes different chunks or vectors
 DIMENSION = 384
 CHUNKS_PER_DOC = 10
 QUERIES = 40
@@ -189,13 +192,37 @@ def _worker(args: Sequence[str], timeout_s: float = 600) -> dict[str, Any]:
     return result
 
 
-def scale_benchmark(workdir: Path, sizes: Sequence[int] = SIZES) -> list[dict[str, Any]]:
+def _cached_build(size: int, workdir: Path, cache: Path | None) -> tuple[Path, dict[str, Any]]:
+    """The folder of a synthetic index of `size` chunks, built now or taken from the cache of an earlier run.
+
+    Building 100k chunks takes about two minutes, most of it Chroma's writes; the index only depends on
+    the size, this generator and the Chroma version, so `make bench` keeps it between runs.
+    """
+    import chromadb
+
+    if cache is None:
+        path = workdir / f"scale-{size}"
+        log(f"scale: building {size} chunks")
+        return path, _worker(["build", "--size", str(size), "--path", str(path)])
+    path = cache / f"{GENERATOR_VERSION}-chroma{chromadb.__version__}-{size}"
+    record = path / "bench-build.json"
+    if record.exists():
+        log(f"scale: {size} chunks from {path}")
+        return path, {**json.loads(record.read_text()), "cached": True}
+    building = path.with_name(path.name + ".building")
+    shutil.rmtree(building, ignore_errors=True)
+    log(f"scale: building {size} chunks (kept in {cache} for the next run)")
+    built = _worker(["build", "--size", str(size), "--path", str(building)])
+    building.rename(path)
+    record.write_text(json.dumps(built))
+    return path, {**built, "cached": False}
+
+
+def scale_benchmark(workdir: Path, sizes: Sequence[int] = SIZES, cache: Path | None = None) -> list[dict[str, Any]]:
     """Build each size once, then measure it embedded and through a `chroma run` server on the same folder."""
     rows: list[dict[str, Any]] = []
     for size in sizes:
-        path = workdir / f"scale-{size}"
-        log(f"scale: building {size} chunks")
-        built = _worker(["build", "--size", str(size), "--path", str(path)])
+        path, built = _cached_build(size, workdir, cache)
         log(f"scale: measuring {size} embedded")
         embedded = _worker(["measure", "--size", str(size), "--path", str(path)])
         log(f"scale: measuring {size} through chroma run")
