@@ -77,6 +77,15 @@ def median_dicts(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def raw_encode(embedder: Any, texts: Sequence[str]) -> None:
+    """The model alone on texts: no query cache, no conversion to lists (the floor and the raw encoder)."""
+    encode = getattr(embedder, "encode", None)
+    if encode is not None:
+        encode(list(texts))
+    else:  # a src from before SentenceTransformerEmbedder.encode (for the before/after runs)
+        embedder._model.encode(list(texts), batch_size=embedder.batch_size, normalize_embeddings=True)
+
+
 def load_average() -> tuple[float, float, float]:
     """The 1, 5 and 15 minute load averages (how busy the shared machine is)."""
     return os.getloadavg()
@@ -166,9 +175,7 @@ def question_set(path: Path = GOLD) -> QuestionSet:
     answerable = [i for i in single if i["expected_kind"] == "answer"]
     no_answer = [i for i in single if i["expected_kind"] == "no_answer"]
     crisis = [i for i in single if i["expected_kind"] == "crisis"]
-    measured = (
-        answerable[:MEASURED_ANSWERABLE] + no_answer[:MEASURED_NO_ANSWER] + crisis[:MEASURED_CRISIS]
-    )
+    measured = answerable[:MEASURED_ANSWERABLE] + no_answer[:MEASURED_NO_ANSWER] + crisis[:MEASURED_CRISIS]
     chosen = {i["id"] for i in measured}
     rest = [i for i in single if i["id"] not in chosen and i["expected_kind"] in ("answer", "refusal")]
     stream = [i for i in answerable[MEASURED_ANSWERABLE:] if i not in rest[:WARMUP]][:STREAMED]

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import CORPUS
+from bench.common import CORPUS, raw_encode
 from bpd_rag.corpus import load_corpus
 from bpd_rag.embeddings import SentenceTransformerEmbedder
 from bpd_rag.index import embedding_text
@@ -71,7 +71,7 @@ def ingest_rep(settings: Settings, embedder: SentenceTransformerEmbedder, index:
     store = ChromaStore.embedded(index)
     texts = [embedding_text(c) for c in store.all_chunks()]
     started = time.perf_counter()
-    embedder._model.encode(texts, batch_size=embedder.batch_size, normalize_embeddings=True, show_progress_bar=False)
+    raw_encode(embedder, texts)
     raw_s = time.perf_counter() - started
 
     again = build_pipeline(run_settings, embedder)

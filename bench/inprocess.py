@@ -1,8 +1,16 @@
-"""In one process: the bare query-embedding floor, Pipeline.ask and the LangChain baseline, question by question."""
+"""In one process: the bare query-embedding floor, Pipeline.ask and the LangChain baseline over the same questions.
+
+Each repetition runs in a fresh interpreter (`python -m bench.inprocess`, like a fresh server): a second
+pipeline built in the same process answered ~12 ms slower than the first, for reasons outside this code.
+"""
 
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -11,11 +19,19 @@ from contextlib import contextmanager
 from typing import Any
 
 from bench import lc_baseline
-from bench.common import QuestionSet, summarise_ms
+from bench.common import ROOT, BenchEnv, Question, QuestionSet, question_set, raw_encode, summarise_ms
 from bpd_rag.embeddings import SentenceTransformerEmbedder
 from bpd_rag.pipeline import build_pipeline
 from bpd_rag.settings import Settings
 from bpd_rag.types import Message
+
+
+def _ask_s(answerer: lc_baseline.Baseline, question: Question) -> float:
+    """Seconds one answer takes (history included when the question has one)."""
+    history = [Message(role=r, content=c) for r, c in question.history]  # type: ignore[arg-type]
+    started = time.perf_counter()
+    answerer.ask(question.text, history)
+    return time.perf_counter() - started
 
 
 def server_model_threads(settings: Settings) -> int:
@@ -38,10 +54,9 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 
 def bare_encode_s(embedder: SentenceTransformerEmbedder, text: str) -> float:
-    """Seconds for the SentenceTransformer alone to embed one text (no cache, no wrapper)."""
-    model = embedder._model  # the floor is the model itself, below anything our code adds
+    """Seconds for the model alone to embed one text (no cache, no conversion to lists)."""
     started = time.perf_counter()
-    model.encode([text], normalize_embeddings=True, show_progress_bar=False)
+    raw_encode(embedder, [text])
     return time.perf_counter() - started
 
 
@@ -55,7 +70,7 @@ def fresh_query_cache(embedder: SentenceTransformerEmbedder) -> SentenceTransfor
 
 
 def inprocess_rep(settings: Settings, embedder: SentenceTransformerEmbedder, questions: QuestionSet) -> dict[str, Any]:
-    """A fresh pipeline and baseline, warmed like the server, then floor / ours / baseline per question.
+    """A fresh pipeline and baseline, warmed like the server; then the floor, ours and the baseline, a pass each.
 
     The model runs with the server's thread count, so the floor is the floor of the server's answers.
     """
@@ -75,28 +90,17 @@ def _inprocess_rep(
     for question in questions.warmup:
         pipeline.ask(question.text)
         baseline.ask(question.text)
-    floor: list[float] = []
-    floor_default: list[float] = []
-    ours: list[float] = []
-    ours_answerable: list[float] = []
-    theirs: list[float] = []
-    theirs_answerable: list[float] = []
-    for question in questions.measured:
-        history = [Message(role=r, content=c) for r, c in question.history]  # type: ignore[arg-type]
-        floor.append(bare_encode_s(embedder, question.text))
-        started = time.perf_counter()
-        pipeline.ask(question.text, history)
-        ours.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        baseline.ask(question.text, history)
-        theirs.append(time.perf_counter() - started)
-        if question.expected_kind == "answer":
-            ours_answerable.append(ours[-1])
-            theirs_answerable.append(theirs[-1])
-    # Apart, not per question: changing PyTorch's thread count resizes its thread pool, which costs time.
+    # Each in its own pass over the questions: an answer measured right after other work (or a pause) was
+    # ~12 ms slower than one measured after the previous answer, on this virtual machine.
+    floor = [bare_encode_s(embedder, q.text) for q in questions.measured]
+    ours = [_ask_s(pipeline, q) for q in questions.measured]
+    theirs = [_ask_s(baseline, q) for q in questions.measured]
+    # Last: changing PyTorch's thread count resizes its thread pool, which slowed the passes after it.
     with torch_threads(default_threads):
-        for question in questions.measured:
-            floor_default.append(bare_encode_s(embedder, question.text))
+        floor_default = [bare_encode_s(embedder, q.text) for q in questions.measured]
+    answerable = [q.expected_kind == "answer" for q in questions.measured]
+    ours_answerable = [t for t, a in zip(ours, answerable, strict=True) if a]
+    theirs_answerable = [t for t, a in zip(theirs, answerable, strict=True) if a]
     close = getattr(baseline, "close", None)
     if close is not None:
         close()
@@ -108,3 +112,24 @@ def _inprocess_rep(
         "baseline": summarise_ms(theirs),
         "baseline_answerable": summarise_ms(theirs_answerable),
     }
+
+
+def inprocess_subprocess(bench_env: BenchEnv) -> dict[str, Any]:
+    """One repetition in a fresh interpreter, with the benchmark's index and settings (from the environment)."""
+    python_path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(ROOT)) if p)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.inprocess"],
+        env={**bench_env.env(), "PYTHONPATH": python_path},
+        cwd=bench_env.root,
+        capture_output=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.inprocess failed: {done.stderr.decode(errors='replace')[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    return result
+
+
+if __name__ == "__main__":
+    worker_settings = Settings()  # the BPD_RAG_* environment of BenchEnv.env()
+    print(json.dumps(inprocess_rep(worker_settings, SentenceTransformerEmbedder(), question_set())))

@@ -23,12 +23,14 @@ from bench import lc_baseline
 from bench.coldstart import ask_wall_s, breakdown_subprocess
 from bench.common import ROOT, BenchEnv, load_average, log, median_dicts, question_set
 from bench.ingest_bench import SCALED_DOCS, ingest_rep, write_scaled_corpus
-from bench.inprocess import inprocess_rep, server_model_threads
+from bench.inprocess import inprocess_subprocess, server_model_threads
 from bench.report import write_report
 from bench.scale import SCALE_CACHE, SIZES, scale_benchmark
 from bench.serving import DEFAULT_LEVELS, LoadLevel, serving_rep
 
 SECTIONS = ("serving", "coldstart", "ingest", "scale")
+# Raw results of the src before each round of fixes, oldest first (docs/benchmarks.md compares with them).
+BEFORE_FILES = (ROOT / "bench" / "results-before-fixes.json", ROOT / "bench" / "results-before-round2.json")
 QUICK_LEVELS = (LoadLevel(1, 20, 5.0), LoadLevel(8, 60, 8.0), LoadLevel(32, 120, 10.0))
 
 
@@ -79,7 +81,7 @@ def _serving(
     serving: list[dict[str, Any]] = []
     for rep in range(reps):
         log(f"serving rep {rep + 1}/{reps}: in-process floor / pipeline / baseline")
-        inprocess.append(inprocess_rep(settings, embedder, questions))
+        inprocess.append(inprocess_subprocess(bench_env))
         log(f"serving rep {rep + 1}/{reps}: bpd-rag serve")
         serving.append(serving_rep(bench_env, questions, rep, levels))
     load_runs = [run["load"] for run in serving]
@@ -131,6 +133,11 @@ def _ingest(
     return out
 
 
+def _read(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
 def _save(path: Path, results: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
@@ -144,7 +151,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="1 repetition, small sizes: for trying the harness")
     parser.add_argument("--json", type=Path, default=ROOT / ".bpd_rag" / "bench" / "results.json", help="raw results")
     parser.add_argument(
-        "--before", type=Path, default=ROOT / "bench" / "results-before-fixes.json", help="raw results to compare"
+        "--before",
+        type=Path,
+        action="append",
+        help="raw results of an earlier src to compare (repeatable; default: bench/results-before-*.json)",
     )
     parser.add_argument(
         "--scaled-reps",
@@ -215,8 +225,9 @@ def main(argv: list[str] | None = None) -> None:
     results["meta"]["load_end"] = load_average()
     results["meta"]["duration_s"] = time.time() - started
     _save(args.json, results)
-    before = json.loads(args.before.read_text(encoding="utf-8")) if args.before.exists() else None
-    write_report(results, args.out, before)
+    paths = args.before if args.before is not None else BEFORE_FILES
+    befores = [(str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p), _read(p)) for p in paths if p.exists()]
+    write_report(results, args.out, befores)
     log(f"done in {results['meta']['duration_s']:.0f} s: {args.out} (raw results {args.json})")
 
 

@@ -110,7 +110,7 @@ class _StubEmbedder:
         self._next = (self._next + 1) % len(self._vectors)
         return [float(x) for x in self._vectors[self._next]]
 
-    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+    def embed_documents(self, texts: Sequence[str], queries: Sequence[str] = ()) -> list[list[float]]:
         return [self.embed_query(t) for t in texts]
 
     def count_tokens(self, text: str) -> int:

@@ -47,14 +47,14 @@ def test_interrupted_ingest_leaves_the_previous_index_usable(tmp_path: Path) -> 
 
     write_doc(tmp_path, "a", "The second version says midazolam. " * 5)
     write_doc(tmp_path, "b", "Another document, changed too. " * 5)
-    store.fail_after_adds = 1  # the second document's write "crashes"
+    store.fail_after_chunks = 1  # the write "crashes" after its first chunk
     with pytest.raises(RuntimeError):
         _ingest(tmp_path, store)
     assert store.read_manifest() == before
     live = [c for c in store.all_chunks() if before is not None and before.is_live(c)]
     assert live and all("placebo" in c.text or "dosing" in c.text for c in live)
 
-    store.fail_after_adds = None
+    store.fail_after_chunks = None
     _ingest(tmp_path, store)  # the next ingest finishes the job and clears the leftovers
     assert all("midazolam" in c.text or "changed too" in c.text for c in store.all_chunks())
 

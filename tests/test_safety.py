@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bpd_rag.corpus import load_document
-from bpd_rag.embeddings import HashEmbedder, SentenceTransformerEmbedder
+from bpd_rag.embeddings import Encoder, HashEmbedder, SentenceTransformerEmbedder
 from bpd_rag.errors import ConfigurationError
 from bpd_rag.pipeline import Pipeline, build_pipeline
 from bpd_rag.prompts import load_prompt
@@ -39,6 +40,9 @@ class Exploding:
 
     def retrieve(self, query: str) -> list[object]:
         raise AssertionError(f"retrieval ran for {query!r}")
+
+    def loaded_speller(self) -> None:
+        return None  # no index in memory: nothing retrieved, nothing to guess the query from
 
     def answer(self, question: str, passages: object) -> Answer:
         raise AssertionError(f"the answerer ran for {question!r}")
@@ -370,3 +374,37 @@ def test_a_server_cannot_start_with_triage_switched_off() -> None:
     ensure_safe_to_serve(_settings(triage_enabled=False, allow_unsafe_dev=True))
     with pytest.raises(ConfigurationError, match="BPD_RAG_SAFETY__TRIAGE_ENABLED=true"):
         ensure_safe_to_serve(_settings(triage_enabled=False))
+
+
+class CountingEncoder:
+    """The real model, recording the texts of each run."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder = encoder
+        self.dimension, self.max_tokens = encoder.dimension, encoder.max_tokens
+        self.runs: list[list[str]] = []
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        self.runs.append(list(texts))
+        return self.encoder.encode(texts, batch_size)
+
+    def count_tokens(self, text: str) -> int:
+        return self.encoder.count_tokens(text)
+
+
+@pytest.mark.real_model
+def test_the_crisis_check_and_retrieval_share_one_model_run(real_pipeline: Pipeline) -> None:
+    model = CountingEncoder(real_pipeline.embedder._encoder)  # type: ignore[attr-defined]  # the real model
+    embedder = SentenceTransformerEmbedder(encoder=model)  # an empty query cache
+    pipeline = Pipeline(
+        real_pipeline.settings, embedder, store=real_pipeline.store, guard=SafetyGuard(_settings(), embedder)
+    )
+    pipeline.ask("What dose of ketamine was used in the pilot trial?")  # loads the index
+    model.runs.clear()
+    question = "How many people took part in the trial of ketamine for BPD?"
+    answer = pipeline.ask(question)
+    assert answer.kind == "answer"
+    holding_query = [run for run in model.runs if question in run]
+    assert len(holding_query) == 1, model.runs
+    normalised = pipeline.guard.spelling.normalise(question)  # type: ignore[union-attr]  # a SafetyGuard
+    assert normalised in holding_query[0]  # the crisis check's text, in the same run

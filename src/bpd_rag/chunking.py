@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ def _sections(text: str) -> list[tuple[str | None, int, int]]:
 
 def _split_long(text: str, start: int, end: int, count: Callable[[str], int], budget: int) -> list[tuple[int, int]]:
     """Break a sentence longer than the budget at word boundaries."""
+    if count(text[start:end]) <= budget:
+        return [(start, end)]  # nearly every sentence: one count instead of one per word
     pieces: list[tuple[int, int]] = []
     piece_start = start
     last_ok = start
@@ -57,6 +60,8 @@ def chunk_document(
     """Pack whole sentences into chunks of at most max_tokens, never across a section heading."""
     text = document.text
     chunks: list[Chunk] = []
+    # A sentence is counted when it is checked for length and again as a piece: tokenize it once.
+    count = functools.lru_cache(maxsize=4096)(count_tokens)
 
     def emit(group: list[_Sentence]) -> None:
         start, end = group[0].start, group[-1].end
@@ -80,16 +85,16 @@ def chunk_document(
     for heading, sec_start, sec_end in _sections(text):
         sentences: list[_Sentence] = []
         for s_start, s_end in sentence_spans(text, sec_start, sec_end):
-            for p_start, p_end in _split_long(text, s_start, s_end, count_tokens, max_tokens):
-                sentences.append(_Sentence(p_start, p_end, count_tokens(text[p_start:p_end]), heading))
+            for p_start, p_end in _split_long(text, s_start, s_end, count, max_tokens):
+                sentences.append(_Sentence(p_start, p_end, count(text[p_start:p_end]), heading))
         group: list[_Sentence] = []
         for sentence in sentences:
-            if group and count_tokens(text[group[0].start : sentence.end]) > max_tokens:
+            if group and count(text[group[0].start : sentence.end]) > max_tokens:
                 emit(group)
                 overlap = group[-overlap_sentences:] if overlap_sentences else []
                 group = list(overlap)
                 # The overlap is dropped where it would push the new chunk over the budget.
-                while group and count_tokens(text[group[0].start : sentence.end]) > max_tokens:
+                while group and count(text[group[0].start : sentence.end]) > max_tokens:
                     group.pop(0)
             group.append(sentence)
         if group:

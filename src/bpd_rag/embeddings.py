@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
+
 from bpd_rag.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -27,7 +29,10 @@ class Embedder(Protocol):
     dimension: int
     max_tokens: int
 
-    def embed_documents(self, texts: Sequence[str]) -> list[Vector]: ...
+    def embed_documents(self, texts: Sequence[str], queries: Sequence[str] = ()) -> list[Vector]:
+        """Vectors of texts. queries: texts embed_query will be asked for next, embedded in the same model
+        run when the embedder keeps query vectors (one batch of two costs less than two runs)."""
+        ...
 
     def embed_query(self, text: str) -> Vector: ...
 
@@ -46,36 +51,39 @@ def default_model_path() -> Path:
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model loaded from a local folder (never from a hub)."""
+    """A sentence-transformers model loaded from a local folder (never from a hub).
 
-    def __init__(self, model_path: Path | None = None, batch_size: int = 64) -> None:
+    A BERT with mean pooling (the packaged MiniLM) runs on bpd_rag.bert, which computes the same vectors
+    without importing sentence-transformers (seconds of every cold start); other models use the library.
+    """
+
+    def __init__(self, model_path: Path | None = None, batch_size: int = 64, encoder: Encoder | None = None) -> None:
+        """The model in model_path (the packaged MiniLM by default); tests may pass a stand-in encoder."""
         self.model_path = Path(model_path) if model_path else default_model_path()
-        if not (self.model_path / "config.json").exists() and not (self.model_path / "modules.json").exists():
-            raise ConfigurationError(
-                f"No sentence-transformers model at {self.model_path}. "
-                "Unset BPD_RAG_EMBEDDING__MODEL_PATH to use the packaged MiniLM model."
-            )
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as transformers_logging
-
-        # A weight-loading progress bar on every start is noise in a CLI and in server logs.
-        transformers_logging.disable_progress_bar()
-        self._model = SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
+        if encoder is None:
+            encoder = _load_encoder(self.model_path)
+        self._encoder = encoder
         self.batch_size = batch_size
         # One question is embedded by retrieval and again by the answerer: the second time is free.
         self._queries: OrderedDict[str, Vector] = OrderedDict()
         self._queries_lock = threading.Lock()
         self.name = f"sentence-transformers:{self.model_path.name}"
-        self.dimension = int(self._model.get_embedding_dimension() or 0)
-        self.max_tokens = int(self._model.max_seq_length or 256)
+        self.dimension = self._encoder.dimension
+        self.max_tokens = self._encoder.max_tokens
 
-    def embed_documents(self, texts: Sequence[str]) -> list[Vector]:
-        if not texts:
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """The model's unit vectors as rows, nothing cached (what ingest and the benchmarks' floor use)."""
+        return self._encoder.encode(list(texts), self.batch_size)
+
+    def embed_documents(self, texts: Sequence[str], queries: Sequence[str] = ()) -> list[Vector]:
+        with self._queries_lock:
+            queries = [q for q in dict.fromkeys(queries) if q not in self._queries]
+        if not texts and not queries:
             return []
-        vectors = self._model.encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
-        )
-        return [row.tolist() for row in vectors]
+        rows = [row.tolist() for row in self.encode([*texts, *queries])]
+        for query, vector in zip(queries, rows[len(texts) :], strict=True):
+            self._remember(query, vector)
+        return rows[: len(texts)]
 
     def embed_query(self, text: str) -> Vector:
         # all-MiniLM-L6-v2 was trained symmetric: queries take no prefix.
@@ -84,12 +92,60 @@ class SentenceTransformerEmbedder:
             if cached is not None:
                 self._queries.move_to_end(text)
                 return list(cached)
-        vector = self.embed_documents([text])[0]
+        vector = self.encode([text])[0].tolist()
+        self._remember(text, vector)
+        return list(vector)
+
+    def _remember(self, query: str, vector: Vector) -> None:
         with self._queries_lock:
-            self._queries[text] = vector
+            self._queries[query] = vector
             if len(self._queries) > _QUERY_CACHE_SIZE:
                 self._queries.popitem(last=False)
-        return list(vector)
+
+    def count_tokens(self, text: str) -> int:
+        return self._encoder.count_tokens(text)
+
+
+def _load_encoder(model_path: Path) -> Encoder:
+    if not (model_path / "config.json").exists() and not (model_path / "modules.json").exists():
+        raise ConfigurationError(
+            f"No sentence-transformers model at {model_path}. "
+            "Unset BPD_RAG_EMBEDDING__MODEL_PATH to use the packaged MiniLM model."
+        )
+    from bpd_rag.bert import BertSentenceEncoder
+
+    return BertSentenceEncoder.load(model_path) or _LibraryEncoder(model_path)
+
+
+class Encoder(Protocol):
+    """The model itself: texts to unit vectors as array rows."""
+
+    dimension: int
+    max_tokens: int
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+class _LibraryEncoder:
+    """Any other sentence-transformers model, through the library."""
+
+    def __init__(self, model_path: Path) -> None:
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        # A weight-loading progress bar on every start is noise in a CLI and in server logs.
+        transformers_logging.disable_progress_bar()
+        self._model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
+        self.dimension = int(self._model.get_embedding_dimension() or 0)
+        self.max_tokens = int(self._model.max_seq_length or 256)
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        vectors = self._model.encode(
+            list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
+        return np.asarray(vectors, dtype=np.float32)
 
     def count_tokens(self, text: str) -> int:
         return len(self._model.tokenizer(text, add_special_tokens=True)["input_ids"])
@@ -118,8 +174,8 @@ class HashEmbedder:
         norm = math.sqrt(sum(v * v for v in vec)) or 1.0
         return [v / norm for v in vec]
 
-    def embed_documents(self, texts: Sequence[str]) -> list[Vector]:
-        return [self._vector(t) for t in texts]
+    def embed_documents(self, texts: Sequence[str], queries: Sequence[str] = ()) -> list[Vector]:
+        return [self._vector(t) for t in texts]  # nothing to gain from embedding queries early
 
     def embed_query(self, text: str) -> Vector:
         return self._vector(text)

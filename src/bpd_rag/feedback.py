@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,28 +65,55 @@ def _normalise(question: str) -> str:
 
 
 class FeedbackStore:
-    """Writes and reads the feedback database; every call opens its own connection, so threads may share it."""
+    """Writes and reads the feedback database; each thread keeps its own connection, so threads may share it.
+
+    Connections stay open: closing the last one checkpoints the write-ahead log, which cost ~0.4 ms of every
+    answer when each call opened and closed its own.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._ready = False
+        self._local = threading.local()
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         try:
-            if not self._ready:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            with closing(sqlite3.connect(self.path, timeout=10)) as conn, conn:
-                if not self._ready:
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    conn.executescript(_SCHEMA)
-                    self._ready = True
+            conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._open()
+                self._local.conn = conn
+            with conn:  # one transaction
                 yield conn
         except sqlite3.DatabaseError as exc:
+            self._forget()  # the next call opens the file afresh (it may have been replaced)
             raise ConfigurationError(
                 f"Cannot use the feedback database {self.path}: {exc}. "
                 "Check BPD_RAG_API__FEEDBACK_DB points to a writable SQLite file."
             ) from exc
+
+    def _open(self) -> sqlite3.Connection:
+        if not self._ready:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=10)
+        try:
+            # With WAL, NORMAL syncs at checkpoints rather than on every commit: a power cut may lose the last
+            # questions logged, never corrupt the file; a crash of the server loses none.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            if not self._ready:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+                self._ready = True
+        except sqlite3.DatabaseError:
+            conn.close()
+            raise
+        return conn
+
+    def _forget(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
 
     def record_question(self, answer_id: str, question: str, kind: str, channel: str = "api") -> None:
         """Log an answered question (redacted) and the kind of reply it got."""

@@ -29,7 +29,11 @@ Lookup = Callable[[str], Answer]
 class Guard(Protocol):
     """Safety checks around answering: may answer a message itself before retrieval, and checks replies."""
 
-    def before(self, message: str, history: Sequence[Message], lookup: Lookup) -> Answer | None: ...
+    def before(
+        self, message: str, history: Sequence[Message], lookup: Lookup, upcoming_query: str | None = None
+    ) -> Answer | None:
+        """An answer of its own (crisis, refusal) or None; upcoming_query is what retrieval embeds next."""
+        ...
 
     def after(self, message: str, history: Sequence[Message], answer: Answer) -> Answer: ...
 
@@ -98,22 +102,41 @@ class Pipeline:
 
     def ask(self, message: str, history: Sequence[Message] = ()) -> Answer:
         """Answer one message in the context of the conversation so far."""
+        query = None
         if self.guard is not None:
-            early = self.guard.before(message, history, self.lookup)
+            query = self._query_hint(message, history)
+            early = self.guard.before(message, history, self.lookup, upcoming_query=query)
             if early is not None:
                 return early
-        query, passages = self.passages_for(message, history)
-        answer = self.answerer.answer(query, passages)
+        query = self.query_for(message, history)
+        answer = self.answerer.answer(query, self._passages(query))
         if answer.kind == "answer":
             answer = answer.model_copy(update={"disclaimer": self.disclaimer})
         if self.guard is not None:
             answer = self.guard.after(message, history, answer)
         return answer
 
+    def query_for(self, message: str, history: Sequence[Message] = ()) -> str:
+        """The standalone, spelling-corrected query retrieval embeds for a message."""
+        return self.retriever.correct_spelling(resolve_query(message, history))
+
+    def _query_hint(self, message: str, history: Sequence[Message]) -> str | None:
+        """The query retrieval will embed, from the index already in memory (None before its first load).
+
+        It never touches the store: the crisis check it is for must not wait on a slow or dead Chroma
+        server, and needs no index at all. A stale guess costs one extra model run, nothing else.
+        """
+        retriever: Retriever | None = self.__dict__.get("retriever")
+        speller = retriever.loaded_speller() if retriever is not None else None
+        return speller.correct(resolve_query(message, history)) if speller is not None else None
+
     def passages_for(self, message: str, history: Sequence[Message] = ()) -> tuple[str, list[Passage]]:
         """The standalone, spelling-corrected query and the passages the answerer gets for it."""
-        query = self.retriever.correct_spelling(resolve_query(message, history))
-        return query, self.retriever.with_neighbours(self.retriever.retrieve(query))
+        query = self.query_for(message, history)
+        return query, self._passages(query)
+
+    def _passages(self, query: str) -> list[Passage]:
+        return self.retriever.with_neighbours(self.retriever.retrieve(query))
 
     def lookup(self, question: str) -> Answer:
         """What the sources say about a question, from the offline answerer (no LLM, no safety layer)."""

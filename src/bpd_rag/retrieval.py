@@ -189,6 +189,11 @@ class Retriever:
             self._checked_at = now
             return self._snapshot
 
+    def loaded_speller(self) -> Speller | None:
+        """The speller of the index in memory, without checking the store for a newer one."""
+        snapshot = self._snapshot
+        return snapshot.speller if snapshot is not None else None
+
     def knows_term(self, term: str) -> bool:
         """Whether a (stemmed) term occurs anywhere in the indexed corpus."""
         return term in self.snapshot().bm25

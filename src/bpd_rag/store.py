@@ -278,14 +278,14 @@ class MemoryStore:
         self._chunks: dict[str, Chunk] = {}
         self._vectors: dict[str, list[float]] = {}
         self._manifest: Manifest | None = None
-        self.fail_after_adds: int | None = None  # tests simulate a crash mid-ingest with this
+        self.fail_after_chunks: int | None = None  # tests simulate a crash mid-write with this
 
     def add(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
-        if self.fail_after_adds is not None:
-            if self.fail_after_adds <= 0:
-                raise RuntimeError("simulated crash during ingest")
-            self.fail_after_adds -= 1
         for chunk, vector in zip(chunks, vectors, strict=True):
+            if self.fail_after_chunks is not None:
+                if self.fail_after_chunks <= 0:
+                    raise RuntimeError("simulated crash during ingest")
+                self.fail_after_chunks -= 1
             self._chunks[chunk.chunk_id] = chunk
             self._vectors[chunk.chunk_id] = list(vector)
 

@@ -16,7 +16,7 @@ from bpd_rag.embeddings import Embedder, Vector, cosine
 from bpd_rag.index import embedding_text
 from bpd_rag.prompts import load_prompt
 from bpd_rag.textutil import QUESTION_FILLER, one_edit, sentence_spans, stem, terms
-from bpd_rag.types import Answer, Citation, Conflict, Passage, source_type_label
+from bpd_rag.types import Answer, Chunk, Citation, Conflict, Passage, source_type_label
 
 _CACHE_LIMIT = 50_000
 _UNKNOWN_SHARE_VETO = 0.3
@@ -44,6 +44,17 @@ _ANSWER_TYPES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class _Sentence:
+    """A quotable sentence of a chunk (with its list, if it introduces one), as scored."""
+
+    start: int  # offsets within the chunk text
+    end: int
+    text: str
+    in_context: str  # with the publisher and section heading, as the chunk was indexed
+    terms: frozenset[str]  # of in_context
+
+
 @dataclass
 class _Candidate:
     passage_index: int
@@ -52,6 +63,8 @@ class _Candidate:
     text: str
     doc_id: str
     doc_offset: int
+    in_context: str
+    terms: frozenset[str]
     score: float = 0.0
     vector: Vector | None = None  # of the sentence alone
 
@@ -111,6 +124,7 @@ class ExtractiveAnswerer:
         self.no_answer_text = load_prompt(prompts_dir, "no_answer.txt")
         self.intro_text = load_prompt(prompts_dir, "answer_intro.txt")
         self._vectors: dict[str, Vector] = {}
+        self._sentences: dict[tuple[str, str, str | None, str | None], tuple[_Sentence, ...]] = {}
 
     def _embed(self, texts: Sequence[str]) -> list[Vector]:
         # Sentence vectors are cached: the same corpus sentences come back question after question.
@@ -126,21 +140,42 @@ class ExtractiveAnswerer:
             cache = {**cache, **fresh} if cache is not self._vectors else cache
         return [cache[t] for t in texts]
 
+    def _quotable(self, chunk: Chunk) -> tuple[_Sentence, ...]:
+        """The chunk's sentences worth quoting, kept per chunk: the same chunks come back question after question."""
+        key = (chunk.chunk_id, chunk.text, chunk.publisher, chunk.heading)
+        found = self._sentences.get(key)
+        if found is not None:
+            return found
+        out = []
+        for start, sentence_end in sentence_spans(chunk.text):
+            end = _through_list(chunk.text, sentence_end)
+            text = chunk.text[start:end]
+            if len(terms(text)) < 3:  # fragments say nothing
+                continue
+            if any(e.applies(chunk.doc_id, text) for e in self.errata):
+                continue  # a known error of the source (corpus/errata.yaml) is never quoted
+            in_context = embedding_text(chunk.model_copy(update={"text": text}))
+            out.append(_Sentence(start, end, text, in_context, frozenset(terms(in_context))))
+        if len(self._sentences) >= _CACHE_LIMIT:
+            self._sentences = {}  # replaced, not cleared: see _embed
+        self._sentences[key] = found = tuple(out)
+        return found
+
     def _candidates(self, passages: Sequence[Passage]) -> list[_Candidate]:
         seen: set[tuple[str, int]] = set()
         out: list[_Candidate] = []
         for p_index, passage in enumerate(passages):
             chunk = passage.chunk
-            for start, sentence_end in sentence_spans(chunk.text):
-                key = (chunk.doc_id, chunk.start + start)
-                end = _through_list(chunk.text, sentence_end)
-                text = chunk.text[start:end]
-                if key in seen or len(terms(text)) < 3:  # overlapping chunks repeat sentences; fragments say nothing
+            for s in self._quotable(chunk):
+                key = (chunk.doc_id, chunk.start + s.start)
+                if key in seen:  # overlapping chunks repeat sentences
                     continue
-                if any(e.applies(chunk.doc_id, text) for e in self.errata):
-                    continue  # a known error of the source (corpus/errata.yaml) is never quoted
                 seen.add(key)
-                out.append(_Candidate(p_index, start, end, text, chunk.doc_id, chunk.start + start))
+                out.append(
+                    _Candidate(
+                        p_index, s.start, s.end, s.text, chunk.doc_id, chunk.start + s.start, s.in_context, s.terms
+                    )
+                )
         return out
 
     def score(self, question: str, passages: Sequence[Passage]) -> list[_Candidate]:
@@ -149,14 +184,11 @@ class ExtractiveAnswerer:
         if not candidates:
             return []
         # A sentence is scored with the context its chunk was indexed with (publisher, section heading).
-        texts = [
-            embedding_text(passages[c.passage_index].chunk.model_copy(update={"text": c.text})) for c in candidates
-        ]
-        vectors = self._embed(texts)
+        vectors = self._embed([c.in_context for c in candidates])
         # The sentence alone too: within a section the shared heading makes every sentence look alike.
         plain = self._embed([c.text for c in candidates])
         query_vector = self.embedder.embed_query(question)
-        sentence_terms = [set(terms(t)) for t in texts]
+        sentence_terms = [c.terms for c in candidates]
         df = Counter(t for ts in sentence_terms for t in ts)
         n = len(candidates)
         q_terms = set(terms(question))

@@ -101,12 +101,12 @@ class CachedEmbedder:
         self._limit = limit
         self._vectors: dict[str, Vector] = {}
 
-    def embed_documents(self, texts: Sequence[str]) -> list[Vector]:
+    def embed_documents(self, texts: Sequence[str], queries: Sequence[str] = ()) -> list[Vector]:
         missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
         if missing:
             if len(self._vectors) + len(missing) > self._limit:
                 self._vectors.clear()
-            self._vectors.update(zip(missing, self.embedder.embed_documents(missing), strict=True))
+            self._vectors.update(zip(missing, self.embedder.embed_documents(missing, queries), strict=True))
         return [self._vectors[t] for t in texts]
 
     def embed_query(self, text: str) -> Vector:

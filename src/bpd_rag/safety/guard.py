@@ -153,13 +153,17 @@ class SafetyGuard:
 
     # --- triage --------------------------------------------------------------------------------------
 
-    def triage(self, message: str, history: Sequence[Message] = ()) -> Triage:
-        """What to do with a message before retrieval: "crisis", "refusal" (injection or advice) or "ok"."""
-        crisis = self._assess_crisis(message)
+    def triage(self, message: str, history: Sequence[Message] = (), upcoming_query: str | None = None) -> Triage:
+        """What to do with a message before retrieval: "crisis", "refusal" (injection or advice) or "ok".
+
+        upcoming_query: the query retrieval will embed when the message is answered; the crisis check embeds
+        it in its own model run, so that an answer costs one run of the model, not two.
+        """
+        crisis = self._assess_crisis(message, () if upcoming_query is None else (upcoming_query,))
         if crisis.kind == "crisis":
             return crisis
         normalised = self.spelling.normalise(message)
-        if self.had_crisis(history) and self.facilitation.search(normalised):
+        if self.facilitation.search(normalised) and self.had_crisis(history):
             return Triage(kind="crisis", category="crisis_followup", reason="asks for amounts or means after a crisis")
         for rule in self.message_injection:
             if rule.regex.search(message if rule.raw else normalised):
@@ -173,10 +177,10 @@ class SafetyGuard:
         """Whether an earlier user turn of the conversation showed crisis."""
         return any(m.role == "user" and self._assess_crisis(m.content).kind == "crisis" for m in history)
 
-    def _assess_crisis(self, message: str) -> Triage:
+    def _assess_crisis(self, message: str, queries: Sequence[str] = ()) -> Triage:
         cached = self._crisis_cache.get(message)
         if cached is None:
-            cached = self.crisis.assess(message)
+            cached = self.crisis.assess(message, queries)
             if len(self._crisis_cache) >= _CACHE_LIMIT:
                 self._crisis_cache.clear()
             self._crisis_cache[message] = cached
@@ -184,9 +188,11 @@ class SafetyGuard:
 
     # --- the Guard protocol ----------------------------------------------------------------------------
 
-    def before(self, message: str, history: Sequence[Message], lookup: Lookup) -> Answer | None:
+    def before(
+        self, message: str, history: Sequence[Message], lookup: Lookup, upcoming_query: str | None = None
+    ) -> Answer | None:
         """A crisis reply or a refusal, decided before any retrieval; None lets the pipeline answer."""
-        triage = self.triage(message, history)
+        triage = self.triage(message, history, upcoming_query)
         if triage.kind == "crisis":
             return self.crisis_reply()
         if triage.kind == "ok":
@@ -216,12 +222,16 @@ class SafetyGuard:
         path = str(getattr(document, "path", None) or getattr(document, "doc_id", "document"))
         lines, where = self._document_lines(document, path)
         warnings: list[str] = []
-        hits = [self._injection_in(line) for line in lines]
+        # Normalised once per line: with idioms and fuzzy matching off, normalising works word by word, so
+        # two joined lines normalise to the two normalised lines joined (and ingest stays cheap).
+        normalised = [self.spelling.normalise(line, idioms=False, fuzzy=False) for line in lines]
+        hits = [self._injection_in(line, norm) for line, norm in zip(lines, normalised, strict=True)]
         for number, line in enumerate(lines, start=1):
             rule = hits[number - 1]
             if rule is None and number < len(lines) and hits[number] is None:
                 # An instruction may wrap onto the next line.
-                rule = self._injection_in(f"{line} {lines[number]}")
+                pair = " ".join(n for n in normalised[number - 1 : number + 1] if n)
+                rule = self._injection_in(f"{line} {lines[number]}", pair)
             if rule is not None:
                 snippet = " ".join(line.split())
                 snippet = snippet if len(snippet) <= 90 else snippet[:87] + "..."
@@ -301,10 +311,11 @@ class SafetyGuard:
 
     # --- documents ---------------------------------------------------------------------------------
 
-    def _injection_in(self, line: str) -> Rule | None:
+    def _injection_in(self, line: str, normalised: str | None = None) -> Rule | None:
         if not line.strip():
             return None
-        normalised = self.spelling.normalise(line, idioms=False, fuzzy=False)
+        if normalised is None:
+            normalised = self.spelling.normalise(line, idioms=False, fuzzy=False)
         for rule in self.document_injection:
             if rule.regex.search(line if rule.raw else normalised):
                 return rule

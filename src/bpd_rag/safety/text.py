@@ -17,6 +17,7 @@ _NOT_WORD = re.compile(r"[^a-z0-9]+")
 _REPEATS = re.compile(r"([a-z])\1{2,}")  # "sooo" -> "soo", "killll" -> "kill"
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
+_NORMALISED_LIMIT = 8192
 _ABBREVIATION = re.compile(r"\b(?:dr|mr|mrs|ms|prof|st|vs|approx|e\.g|i\.e|etc|no)\.$", re.IGNORECASE)
 
 
@@ -29,6 +30,8 @@ class Spelling:
     vocabulary: tuple[str, ...] = ()
     idioms: tuple[tuple[re.Pattern[str], str], ...] = ()
     known_words: frozenset[str] = frozenset()
+    # normalise() results: one message is normalised by the crisis check, the triage and the reply check.
+    _normalised: dict[tuple[str, bool, bool], str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_data(cls, data: Mapping[str, object], known_words: Iterable[str] = ()) -> Spelling:
@@ -64,6 +67,16 @@ class Spelling:
 
     def normalise(self, text: str, idioms: bool = True, fuzzy: bool = True) -> str:
         """Lower-case words separated by single spaces, shorthand expanded, misspellings corrected."""
+        key = (text, idioms, fuzzy)
+        cached = self._normalised.get(key)
+        if cached is None:
+            cached = self._normalise(text, idioms, fuzzy)
+            if len(self._normalised) >= _NORMALISED_LIMIT:
+                self._normalised.clear()
+            self._normalised[key] = cached
+        return cached
+
+    def _normalise(self, text: str, idioms: bool, fuzzy: bool) -> str:
         text = unicodedata.normalize("NFKD", text.translate(_QUOTES))
         text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
         for pattern, replacement in self.raw_replacements:
