@@ -30,6 +30,7 @@ from bpd_rag.answering.llm import (
     format_passages,
     strip_markers,
 )
+from bpd_rag.corpus import Erratum
 from bpd_rag.embeddings import HashEmbedder
 from bpd_rag.errors import ConfigurationError
 from bpd_rag.settings import LLMSettings
@@ -252,6 +253,23 @@ def test_every_kept_sentence_is_supported_by_a_cited_passage() -> None:
 
 
 # --- falling back -----------------------------------------------------------------------------------
+
+
+def test_known_source_errors_are_never_shown_to_the_model_nor_used_as_support() -> None:
+    wrong = "Ketamine is approved for bipolar disorder (BPD) in every country."
+    text = f"The pilot trial enrolled 20 adults with borderline personality disorder. {wrong} {NEWS}"
+    erratum = Erratum(doc_id="d1", text="bipolar disorder (BPD)")
+    answerer = ScriptedLLMAnswerer(
+        [f"{wrong} [1]. The benefit of ketamine faded within two weeks for most participants [1]."]
+    )
+    answerer.errata = (erratum,)
+    result = answerer.answer(QUESTION, [passage(1, text)])
+    prompt = answerer.history[0][1][1]
+    assert "bipolar disorder (BPD)" not in prompt and "faded within two weeks" in prompt
+    assert "bipolar" not in result.answer and result.notice is not None  # the claim was dropped and counted
+    [citation] = result.citations
+    assert citation.quote == "The benefit of ketamine faded within two weeks for most participants."
+    assert text[citation.start : citation.start + len(citation.quote)] == citation.quote  # offsets unchanged
 
 
 def test_nothing_supported_falls_back_with_a_notice() -> None:

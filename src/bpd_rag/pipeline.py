@@ -97,6 +97,7 @@ class Pipeline:
                 support=EmbeddingLexicalSupport(self.embedder),
                 fallback=self.extractive,
                 support_threshold=self.settings.answer.support_threshold,
+                errata=self.extractive.errata,
             )
         return self.extractive
 

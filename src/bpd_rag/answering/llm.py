@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from bpd_rag.answering import Answerer, make_citation
+from bpd_rag.corpus import Erratum
 from bpd_rag.errors import LLMUnavailableError
 from bpd_rag.prompts import load_prompt
 from bpd_rag.support import SupportScorer
@@ -53,6 +54,7 @@ _MARKERS_AFTER_STOP = re.compile(r"([.!?][\"”’')\]]*)((?:[ \t]*\[\s*\d+(?:\s
 # List bullets and numbering ("1. ") at line starts: the splitter would read "1." as a sentence of its own.
 _LINE_PREFIX = re.compile(r"^[ \t]*(?:[-*•]|\d+[.)]|#+)[ \t]+", re.MULTILINE)
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?])")
+_BLANKED = re.compile(r" {3,}")
 
 
 def format_passages(passages: Sequence[Passage]) -> str:
@@ -62,8 +64,30 @@ def format_passages(passages: Sequence[Passage]) -> str:
         chunk = passage.chunk
         label = source_type_label(chunk.source_type)
         source = f"{label}, {chunk.title}" if chunk.title else label
-        blocks.append(f"[{n}] ({source}) {chunk.text.strip()}")
+        text = _BLANKED.sub(" ", chunk.text.strip())  # where without_errata removed a sentence
+        blocks.append(f"[{n}] ({source}) {text}")
     return "\n\n".join(blocks)
+
+
+def without_errata(passages: Sequence[Passage], errata: Sequence[Erratum]) -> list[Passage]:
+    """The passages with each sentence of a known source error (corpus/errata.yaml) blanked out.
+
+    Blanked with spaces of the same length, so offsets still point into the document: the model never
+    reads the error, the post-check never counts it as support, and no quote is taken from it.
+    """
+    out = []
+    for passage in passages:
+        chunk = passage.chunk
+        text = chunk.text
+        for start, end in sentence_spans(chunk.text):
+            if any(e.applies(chunk.doc_id, chunk.text[start:end]) for e in errata):
+                text = text[:start] + " " * (end - start) + text[end:]
+        out.append(
+            passage
+            if text == chunk.text
+            else passage.model_copy(update={"chunk": chunk.model_copy(update={"text": text})})
+        )
+    return out
 
 
 def _normalize(text: str) -> str:
@@ -201,8 +225,10 @@ class LLMAnswerer:
         support: SupportScorer,
         fallback: Answerer,
         support_threshold: float,
+        errata: Sequence[Erratum] = (),
     ) -> None:
         self.settings = settings
+        self.errata = tuple(errata)
         self.prompts_dir = Path(prompts_dir)
         self.support = support
         self.fallback = fallback
@@ -214,15 +240,16 @@ class LLMAnswerer:
 
     def answer(self, question: str, passages: Sequence[Passage]) -> Answer:
         """A cited answer whose every sentence a cited passage supports, or the fallback's answer with a notice."""
-        passages = list(passages)
+        passages = list(passages)  # the fallback filters the errata itself
         if not passages:
             return self.fallback.answer(question, passages)
+        shown = without_errata(passages, self.errata)
         try:
-            generated = self._generate(self.messages(question, passages))
+            generated = self._generate(self.messages(question, shown))
         except LLMUnavailableError as exc:
             log.warning("LLM answerer falling back: %s", exc)
             return self._fall_back(question, passages, UNAVAILABLE_NOTICE)
-        checked = check_sentences(generated, passages, self.support, self.support_threshold)
+        checked = check_sentences(generated, shown, self.support, self.support_threshold)
         if checked.dropped:
             log.info("post-check removed %d sentence(s): %s", len(checked.dropped), checked.dropped)
         if not checked.kept:
@@ -232,7 +259,7 @@ class LLMAnswerer:
                     return fallback  # both agree the sources do not answer: nothing degraded to announce
                 return fallback.model_copy(update={"notice": NOT_ANSWERED_NOTICE})
             return self._fall_back(question, passages, UNSOURCED_NOTICE)
-        text, citations = assemble(checked, passages, self.support)
+        text, citations = assemble(checked, shown, self.support)
         notice = dropped_notice(len(checked.dropped)) if checked.dropped else None
         return Answer(kind="answer", answer=text, citations=citations, notice=notice, answerer=self.name)
 
