@@ -470,12 +470,16 @@ def knee_text(scale: list[dict[str, Any]]) -> str:
             "measured size: no knee up to "
             f"{_f(points[-1][0], 0)} chunks."
         )
+    grows = (
+        "the time per question, and memory and startup time per API process"
+        if over
+        else "memory and startup time per API process (linearly), not the time per question"
+    )
     return (
         f"{where} Growth of retrieval p50 per tenfold corpus: {'; '.join(steps)}. At "
         f"{_f(largest['size'], 0)} chunks BM25 takes {_f(bm25)} ms and the HNSW query {_f(vector)} ms per "
         f"question, and the in-process chunk list and BM25 index hold about {_f(snapshot_mb, 0)} MiB, loaded in "
-        f"{_f(_get(largest, 'embedded', 'snapshot_s'), 1)} s at startup: what grows with the corpus now is "
-        "memory and startup time per API process (linearly), not the time per question."
+        f"{_f(_get(largest, 'embedded', 'snapshot_s'), 1)} s at startup: what grows with the corpus is {grows}."
     )
 
 
@@ -530,7 +534,7 @@ def _scale_section(scale: list[dict[str, Any]], before_scale: list[dict[str, Any
         f"Writing the synthetic chunks (embedded, chunks/s): {builds}.",
         "",
         knee_text(scale),
-        *(["", f"Before the fixes (same harness): {knee_text(before_scale)}"] if before_scale else []),
+        *(["", f"Before the first round of fixes (same harness): {knee_text(before_scale)}"] if before_scale else []),
         "",
         "![Retrieval latency and memory against corpus size](benchmarks-scale.png)",
         "",
