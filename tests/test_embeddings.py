@@ -70,6 +70,24 @@ def test_folders_of_other_models_are_left_to_sentence_transformers(tmp_path: Pat
     assert read_layout(folder) is None
 
 
+@pytest.mark.real_model
+def test_a_model_folder_bert_py_does_not_read_loads_through_sentence_transformers(tmp_path: Path) -> None:
+    folder = tmp_path / "cls-pooling"
+    shutil.copytree(default_model_path(), folder)
+    pooling = folder / "1_Pooling" / "config.json"
+    config = json.loads(pooling.read_text())
+    pooling.write_text(json.dumps({**config, "pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}))
+    library = SentenceTransformerEmbedder(folder)
+    packaged = SentenceTransformerEmbedder()
+    assert not isinstance(library._encoder, BertSentenceEncoder)
+    assert isinstance(packaged._encoder, BertSentenceEncoder)
+    text = "What dose of ketamine was used in the pilot trial?"
+    cls_vector, mean_vector = np.array(library.embed_query(text)), np.array(packaged.embed_query(text))
+    assert library.dimension == 384 and abs(float(np.linalg.norm(cls_vector)) - 1.0) < 1e-5
+    assert float(cls_vector @ mean_vector) < 0.99  # the folder's own pooling was used
+    assert library.count_tokens(text) == packaged.count_tokens(text)
+
+
 class _CountingEncoder:
     """Stands in for the model: counts runs and records what each run received."""
 
