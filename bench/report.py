@@ -37,7 +37,7 @@ FIXES: list[str] = [
     "for each other whenever a core is taken. A server answering concurrent requests takes cores from "
     "itself. `bpd-rag serve` now runs the model with one thread per request (new setting "
     "`BPD_RAG_API__MODEL_THREADS`, default 1; 0 restores PyTorch's default); `bpd-rag ingest` keeps all "
-    "cores, where batches of 64 use them well. The in-process rows of section 1 use the server's setting. "
+    "cores, where batches of texts use them well. The in-process rows of section 1 use the server's setting. "
     "The price is paid on an idle machine and at startup: in two single-repetition runs of the serving "
     "section one after the other (load average ~1.5-2), 1 thread against PyTorch's default gave a p50 of "
     "29.6 against 26.1 ms, a first answer of 3.6 against 2.0 s (it embeds ~200 sentences and the crisis "

@@ -57,7 +57,7 @@ class SentenceTransformerEmbedder:
     without importing sentence-transformers (seconds of every cold start); other models use the library.
     """
 
-    def __init__(self, model_path: Path | None = None, batch_size: int = 64, encoder: Encoder | None = None) -> None:
+    def __init__(self, model_path: Path | None = None, batch_size: int = 16, encoder: Encoder | None = None) -> None:
         """The model in model_path (the packaged MiniLM by default); tests may pass a stand-in encoder."""
         self.model_path = Path(model_path) if model_path else default_model_path()
         if encoder is None:
