@@ -39,6 +39,10 @@ class Guard(Protocol):
 
     def scan_document(self, document: object) -> list[str]: ...
 
+    def warm_up(self) -> None:
+        """Prepare what the first message would otherwise wait for."""
+        ...
+
 
 class Pipeline:
     """corpus -> chunks -> index -> retrieve -> answer -> safety check -> reply."""
@@ -116,6 +120,12 @@ class Pipeline:
         if self.guard is not None:
             answer = self.guard.after(message, history, answer)
         return answer
+
+    def warm_up(self) -> None:
+        """Ready the safety checks, then load the index (raises IndexMissingError and the like, checks done)."""
+        if self.guard is not None:
+            self.guard.warm_up()  # needs no index: a crisis reply never waits for one
+        self.retriever.snapshot()
 
     def query_for(self, message: str, history: Sequence[Message] = ()) -> str:
         """The standalone, spelling-corrected query retrieval embeds for a message."""

@@ -22,6 +22,23 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert ready["status"] == "ready" and ready["chunks"] > 10 and ready["embedder"].startswith("hash")
 
 
+def test_the_crisis_check_is_ready_when_the_server_is(tmp_path: Path, hash_index: Path) -> None:
+    app = create_app(api_settings(tmp_path, hash_index))
+    with TestClient(app) as client:
+        assert client.get("/readyz").status_code == 200
+        guard = app.state.bpd_rag.pipeline.guard
+        assert guard.crisis._exemplar_vectors is not None  # embedded at startup, not by the first message
+
+
+def test_the_crisis_check_is_ready_even_when_the_index_is_missing(tmp_path: Path) -> None:
+    app = create_app(api_settings(tmp_path, tmp_path / "no-index"))
+    with TestClient(app) as client:
+        assert client.get("/readyz").status_code == 503
+        assert app.state.bpd_rag.pipeline.guard.crisis._exemplar_vectors is not None
+        reply = client.post("/api/chat", json={"message": "I want to kill myself tonight"})
+        assert reply.status_code == 200 and reply.json()["kind"] == "crisis"
+
+
 def test_metrics_count_requests_latency_and_answer_kinds(client: TestClient) -> None:
     client.post("/api/chat", json={"message": ANSWERED})
     client.post("/api/chat", json={"message": ""})

@@ -47,8 +47,9 @@ def allowed_origins(api: ApiSettings) -> list[str]:
 
 
 def _load(pipeline: Pipeline) -> None:
-    # Loads the index (chunks, BM25) now, so the first reader does not wait; the error says what to run.
-    pipeline.retriever.snapshot()
+    # The crisis check's exemplar vectors and the index (chunks, BM25) now, so the first reader does not
+    # wait; a missing index raises after the safety checks are ready, and its error says what to run.
+    pipeline.warm_up()
 
 
 @asynccontextmanager

@@ -141,8 +141,12 @@ class CrisisDetector:
             )
         return out
 
+    def prepare(self) -> None:
+        """Embed the exemplars now rather than on first use (a server does this at startup)."""
+        self._exemplars()
+
     def _exemplars(self) -> tuple[np.ndarray, np.ndarray]:
-        # Embedded once per detector, on first use: building a pipeline stays cheap.
+        # Embedded once per detector, on first use or prepare(): building a pipeline stays cheap.
         with self._lock:
             if self._exemplar_vectors is None:
                 texts = [self.spelling.normalise(t) for t in self.crisis_exemplars + self.research_exemplars]

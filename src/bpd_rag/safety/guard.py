@@ -217,6 +217,10 @@ class SafetyGuard:
             return answer.model_copy(update={"resources": list(self.texts.resources)})
         return answer
 
+    def warm_up(self) -> None:
+        """Embed the crisis exemplars now, so that the first message's crisis check does not wait for them."""
+        self.crisis.prepare()
+
     def scan_document(self, document: object) -> list[str]:
         """Warnings naming file and line for instruction-like text in a corpus document (which stays data)."""
         path = str(getattr(document, "path", None) or getattr(document, "doc_id", "document"))
