@@ -436,9 +436,10 @@ def _coldstart_section(results: dict[str, Any]) -> list[str]:
         first_s = (_get(serving, "server", "first_request_ms") or math.nan) / 1000
         lines += [
             "",
-            f"The server's cold start splits into starting (imports, model, index; until it accepts requests) "
-            f"{_f(serving['server']['cold_start_s'] - first_s, 2)} s and the first answer {_f(first_s, 2)} s "
-            "(server-side), which embeds the crisis exemplars and the sentences of its passages for the first time.",
+            "The server's cold start splits into starting (imports, model, the crisis check's exemplar vectors, "
+            f"index; until it accepts requests) {_f(serving['server']['cold_start_s'] - first_s, 2)} s and the "
+            f"first answer {_f(first_s, 2)} s (server-side), which embeds the sentences of its passages for the "
+            "first time.",
         ]
         lines += [
             "",
