@@ -7,13 +7,12 @@ calls it as a subprocess, like it calls `bpd-rag ask`.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from typing import Any
 
-from bench.common import ROOT, BenchEnv, bpd_rag_command
+from bench.common import BenchEnv, bpd_rag_command, run_worker
 
 
 def ask_wall_s(bench_env: BenchEnv, question: str) -> float:
@@ -35,19 +34,7 @@ def ask_wall_s(bench_env: BenchEnv, question: str) -> float:
 
 def breakdown_subprocess(bench_env: BenchEnv, question: str) -> dict[str, float]:
     """The stages of a cold `ask`, timed inside a fresh interpreter."""
-    # The bench package from this checkout; an outer PYTHONPATH (another bpd_rag source) stays first.
-    python_path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(ROOT)) if p)
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.coldstart", question],
-        env={**bench_env.env(), "PYTHONPATH": python_path},
-        cwd=bench_env.root,
-        capture_output=True,
-        timeout=120,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"cold-start breakdown failed: {done.stderr.decode(errors='replace')[-2000:]}")
-    result: dict[str, float] = json.loads(done.stdout.decode().strip().splitlines()[-1])
-    return result
+    return run_worker("bench.coldstart", [question], env=bench_env.env(), cwd=bench_env.root, timeout_s=120)
 
 
 def _breakdown(question: str) -> dict[str, Any]:

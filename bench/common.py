@@ -77,6 +77,30 @@ def median_dicts(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def run_worker(
+    module: str,
+    args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    cwd: Path = ROOT,
+    timeout_s: float = 600,
+) -> dict[str, Any]:
+    """Run `python -m <module> <args>` in a fresh interpreter; the JSON on its last line of output."""
+    base = dict(os.environ if env is None else env)
+    # The bench package from this checkout; an outer PYTHONPATH (another bpd_rag source) stays first.
+    python_path = os.pathsep.join(p for p in (base.get("PYTHONPATH"), str(ROOT)) if p)
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env={**base, "PYTHONPATH": python_path},
+        cwd=cwd,
+        capture_output=True,
+        timeout=timeout_s,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{module} {' '.join(args)} failed: {done.stderr.decode(errors='replace')[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    return result
+
+
 def raw_encode(embedder: Any, texts: Sequence[str]) -> None:
     """The model alone on texts: no query cache, no conversion to lists (the floor and the raw encoder)."""
     encode = getattr(embedder, "encode", None)

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -19,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from bench import lc_baseline
-from bench.common import ROOT, BenchEnv, Question, QuestionSet, question_set, raw_encode, summarise_ms
+from bench.common import BenchEnv, Question, QuestionSet, question_set, raw_encode, run_worker, summarise_ms
 from bpd_rag.embeddings import SentenceTransformerEmbedder
 from bpd_rag.pipeline import build_pipeline
 from bpd_rag.settings import Settings
@@ -116,18 +113,7 @@ def _inprocess_rep(
 
 def inprocess_subprocess(bench_env: BenchEnv) -> dict[str, Any]:
     """One repetition in a fresh interpreter, with the benchmark's index and settings (from the environment)."""
-    python_path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(ROOT)) if p)
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.inprocess"],
-        env={**bench_env.env(), "PYTHONPATH": python_path},
-        cwd=bench_env.root,
-        capture_output=True,
-        timeout=600,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"bench.inprocess failed: {done.stderr.decode(errors='replace')[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
-    return result
+    return run_worker("bench.inprocess", env=bench_env.env(), cwd=bench_env.root)
 
 
 if __name__ == "__main__":

@@ -43,33 +43,30 @@ def _machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
     import torch
 
     import bpd_rag
 
     source = Path(bpd_rag.__file__).resolve().parent
-    try:
-        source_commit = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=source, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        source_commit = ""
     return {
         "bpd_rag_source": str(source),
-        "bpd_rag_commit": source_commit,
+        "bpd_rag_commit": _git(["describe", "--always", "--dirty"], source),
         "cpus": os.cpu_count(),
         "cpu": cpu,
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "python": platform.python_version(),
         "torch_threads": torch.get_num_threads(),
-        "commit": commit,
+        "commit": _git(["rev-parse", "--short", "HEAD"], ROOT),
     }
+
+
+def _git(args: list[str], cwd: Path) -> str:
+    """What git prints for args in cwd ("" when git or the repository is missing)."""
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip()
 
 
 def _serving(

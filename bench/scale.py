@@ -16,8 +16,6 @@ import os
 import random
 import re
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import CORPUS, ROOT, chroma_server, log, proc_memory_mb, summarise_ms
+from bench.common import CORPUS, ROOT, chroma_server, log, proc_memory_mb, run_worker, summarise_ms
 
 SIZES = (1_000, 10_000, 100_000)
 SCALE_CACHE = ROOT / ".bpd_rag" / "bench" / "scale-cache"
@@ -179,17 +177,7 @@ def measure(size: int, path: Path, url: str | None) -> dict[str, Any]:
 
 
 def _worker(args: Sequence[str], timeout_s: float = 600) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.scale", *args],
-        capture_output=True,
-        timeout=timeout_s,
-        cwd=ROOT,
-        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"bench.scale {' '.join(args)} failed: {done.stderr.decode(errors='replace')[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
-    return result
+    return run_worker("bench.scale", args, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"}, timeout_s=timeout_s)
 
 
 def _cached_build(size: int, workdir: Path, cache: Path | None) -> tuple[Path, dict[str, Any]]:
