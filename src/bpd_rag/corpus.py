@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,6 +202,11 @@ class Erratum:
 
     def applies(self, doc_id: str, sentence: str) -> bool:
         return doc_id == self.doc_id and self.text in sentence
+
+
+def in_errata(errata: Sequence[Erratum], doc_id: str, sentence: str) -> bool:
+    """Whether a sentence of doc_id holds a known error of its source (so it is never quoted)."""
+    return any(e.applies(doc_id, sentence) for e in errata)
 
 
 def load_errata(corpus_dir: Path) -> list[Erratum]:

@@ -107,10 +107,9 @@ class Pipeline:
 
     def ask(self, message: str, history: Sequence[Message] = ()) -> Answer:
         """Answer one message in the context of the conversation so far."""
-        query = None
         if self.guard is not None:
-            query = self._query_hint(message, history)
-            early = self.guard.before(message, history, self.lookup, upcoming_query=query)
+            hint = self._query_hint(message, history)
+            early = self.guard.before(message, history, self.lookup, upcoming_query=hint)
             if early is not None:
                 return early
         query = self.query_for(message, history)

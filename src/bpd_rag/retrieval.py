@@ -98,6 +98,7 @@ class BM25Index:
         return [(int(i), float(scores[i])) for i in hits[order]]
 
 
+_CORRECTED_LIMIT = 4096
 _MIN_CORRECTABLE = 5  # shorter words have too many one-edit neighbours ("cost" -> "most")
 
 
@@ -110,6 +111,9 @@ class Speller:
     def __init__(self, vocabulary: Counter[str], english: frozenset[str] = frozenset()) -> None:
         self.vocabulary = vocabulary
         self.english = english
+        # Corrected texts: Pipeline.ask corrects each message twice (the crisis check's guess of the query,
+        # then the query itself), and the same questions come back.
+        self._corrected: dict[str, str] = {}
 
     def correct_word(self, word: str) -> str:
         lower = word.lower()
@@ -126,7 +130,13 @@ class Speller:
 
     def correct(self, text: str) -> str:
         """The text with each unknown word replaced by its correction, everything else untouched."""
-        return re.sub(r"[A-Za-z]+", lambda m: self.correct_word(m.group()), text)
+        corrected = self._corrected.get(text)
+        if corrected is None:
+            corrected = re.sub(r"[A-Za-z]+", lambda m: self.correct_word(m.group()), text)
+            if len(self._corrected) >= _CORRECTED_LIMIT:
+                self._corrected = {}  # replaced, not cleared in place: requests run in threads
+            self._corrected[text] = corrected
+        return corrected
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bpd_rag.answering import make_citation
 from bpd_rag.conflicts import Claim, find_disagreements
-from bpd_rag.corpus import Erratum
+from bpd_rag.corpus import Erratum, in_errata
 from bpd_rag.embeddings import Embedder, Vector, cosine
 from bpd_rag.index import embedding_text
 from bpd_rag.prompts import load_prompt
@@ -152,7 +152,7 @@ class ExtractiveAnswerer:
             text = chunk.text[start:end]
             if len(terms(text)) < 3:  # fragments say nothing
                 continue
-            if any(e.applies(chunk.doc_id, text) for e in self.errata):
+            if in_errata(self.errata, chunk.doc_id, text):
                 continue  # a known error of the source (corpus/errata.yaml) is never quoted
             in_context = embedding_text(chunk.model_copy(update={"text": text}))
             out.append(_Sentence(start, end, text, in_context, frozenset(terms(in_context))))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from bpd_rag.answering import Answerer, make_citation
-from bpd_rag.corpus import Erratum
+from bpd_rag.corpus import Erratum, in_errata
 from bpd_rag.errors import LLMUnavailableError
 from bpd_rag.prompts import load_prompt
 from bpd_rag.support import SupportScorer
@@ -80,7 +80,7 @@ def without_errata(passages: Sequence[Passage], errata: Sequence[Erratum]) -> li
         chunk = passage.chunk
         text = chunk.text
         for start, end in sentence_spans(chunk.text):
-            if any(e.applies(chunk.doc_id, chunk.text[start:end]) for e in errata):
+            if in_errata(errata, chunk.doc_id, chunk.text[start:end]):
                 text = text[:start] + " " * (end - start) + text[end:]
         out.append(
             passage

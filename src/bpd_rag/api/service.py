@@ -90,7 +90,9 @@ class ChatService:
         answer_id = str(uuid.uuid4())
         try:
             # One trip to a worker thread for both (each trip costs a few tenths of a millisecond).
-            answer, elapsed = await run_in_threadpool(self._answer, message, list(history), answer_id, channel)
+            answer, elapsed = await run_in_threadpool(
+                self._answer, message, list(history), answer_id, channel, request_id
+            )
         except BpdRagError as exc:
             log.warning("request_id=%s pipeline unavailable: %s", request_id, exc)
             raise unavailable(exc) from exc
@@ -100,7 +102,9 @@ class ChatService:
         self.state.answer_ms = elapsed * 1000
         return ChatResponse(id=answer_id, **answer.model_dump())
 
-    def _answer(self, message: str, history: list[Message], answer_id: str, channel: str) -> tuple[Answer, float]:
+    def _answer(
+        self, message: str, history: list[Message], answer_id: str, channel: str, request_id: str
+    ) -> tuple[Answer, float]:
         """Pipeline.ask and its duration, then the question logged (in the worker thread)."""
         started = time.perf_counter()
         answer = self.pipeline.ask(message, history)
@@ -109,5 +113,5 @@ class ChatService:
             try:
                 self.feedback.record_question(answer_id, message, answer.kind, channel)
             except BpdRagError as exc:  # the reader still gets the answer; the log line says what to fix
-                log.error("request_id=%s question not recorded: %s", getattr(self.state, "request_id", ""), exc)
+                log.error("request_id=%s question not recorded: %s", request_id, exc)
         return answer, elapsed
