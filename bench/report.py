@@ -601,7 +601,10 @@ def _before_after(results: dict[str, Any], befores: list[tuple[str, dict[str, An
         [name, *(_f(get(before), digits) for _, before in befores), _f(get(results), digits)]
         for name, get, digits in metrics
     ]
-    columns = [f"before {'the first' if i == 0 else 'the second'} round" for i in range(len(befores))]
+    ordinals = ("first", "second", "third", "fourth", "fifth")
+    columns = [
+        f"before the {ordinals[i]} round" if i < len(ordinals) else f"before round {i + 1}" for i in range(len(befores))
+    ]
     runs = [
         f"{column}: {meta.get('label') or 'commit ' + str(meta.get('commit', '?'))} (`{path}`), "
         f"{meta.get('started', '?')}, load average at its start {_load(meta.get('load_start'))}, medians of "

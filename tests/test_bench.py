@@ -143,10 +143,11 @@ def test_targets_say_met_or_missed_from_the_figures() -> None:
 def test_report_has_tables_and_plots(tmp_path: Path) -> None:
     results = _fake_results(p50=20.0, floor=8.0)
     slower = _fake_results(p50=30.0, floor=8.0)
-    write_report(results, tmp_path / "benchmarks.md", befores=[("one.json", slower), ("two.json", results)])
+    befores = [("one.json", slower), ("two.json", results), ("three.json", slower)]
+    write_report(results, tmp_path / "benchmarks.md", befores=befores)
     text = (tmp_path / "benchmarks.md").read_text()
     assert "| 32 |" in text and "Load average at the start: 0.50" in text
-    assert "| figure | before the first round | before the second round | now |" in text
+    assert "| figure | before the first round | before the second round | before the third round | now |" in text
     assert "`one.json`" in text and "`two.json`" in text
     for name in ("latency", "load", "scale"):
         assert (tmp_path / f"benchmarks-{name}.png").stat().st_size > 1000
