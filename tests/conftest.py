@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from bpd_rag.answering import llm
+from bpd_rag import chat_models
 
 
 @pytest.fixture(autouse=True)
 def _block_model_requests(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reaches a model endpoint unless it sets llm.ALLOW_MODEL_REQUESTS back to True itself."""
-    monkeypatch.setattr(llm, "ALLOW_MODEL_REQUESTS", False)
+    monkeypatch.setattr(chat_models, "ALLOW_MODEL_REQUESTS", False)
 
 
 # --- corpus, settings and pipelines -------------------------------------------------------------

@@ -124,9 +124,9 @@ def test_sentence_cache_survives_concurrent_requests(tmp_path) -> None:  # type:
 
     from bpd_rag.answering import extractive
     from bpd_rag.embeddings import HashEmbedder
-    from tests.conftest import ROOT
+    from bpd_rag.prompts import default_prompts_dir
 
-    answerer = extractive.ExtractiveAnswerer(HashEmbedder(), ROOT / "prompts")
+    answerer = extractive.ExtractiveAnswerer(HashEmbedder(), default_prompts_dir())
     original, extractive._CACHE_LIMIT = extractive._CACHE_LIMIT, 20  # the cache is replaced again and again
     try:
         batches = [[f"sentence {i} {j}" for j in range(15)] for i in range(200)]

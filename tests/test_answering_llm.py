@@ -18,31 +18,31 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bpd_rag.answering import llm
+from bpd_rag import chat_models
 from bpd_rag.answering.llm import (
     NO_ANSWER_SENTENCE,
     NOT_ANSWERED_NOTICE,
     UNAVAILABLE_NOTICE,
     UNSOURCED_NOTICE,
     LLMAnswerer,
-    Messages,
     check_sentences,
     format_passages,
-    strip_markers,
 )
+from bpd_rag.chat_models import ChatMessage, OpenAIChatModel, ScriptedChatModel, token_limit
 from bpd_rag.corpus import Erratum
 from bpd_rag.embeddings import HashEmbedder
-from bpd_rag.errors import ConfigurationError
+from bpd_rag.errors import ConfigurationError, LLMUnavailableError
+from bpd_rag.prompts import default_prompts_dir
 from bpd_rag.settings import LLMSettings
 from bpd_rag.support import EmbeddingLexicalSupport, numbers_unsupported
-from bpd_rag.textutil import split_sentences
-from bpd_rag.types import Answer, AnswerKind, Chunk, Passage
+from bpd_rag.types import Answer, AnswerKind, Chunk, Message, Passage, Question, Statement
 
 log = logging.getLogger(__name__)
 
-PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
+PROMPTS_DIR = default_prompts_dir()
 THRESHOLD = 0.55
 QUESTION = "Does ketamine help people with borderline personality disorder?"
+ASKED = Question(text=QUESTION, query=QUESTION)
 
 TRIAL = (
     "The pilot trial enrolled 20 adults with borderline personality disorder. "
@@ -87,24 +87,18 @@ class FakeFallback:
 
     def __init__(self, kind: AnswerKind = "answer") -> None:
         self.kind = kind
-        self.calls: list[tuple[str, list[Passage]]] = []
+        self.calls: list[tuple[Question, list[Passage]]] = []
 
-    def answer(self, question: str, passages: Sequence[Passage]) -> Answer:
+    def answer(self, question: Question, passages: Sequence[Passage]) -> Answer:
         self.calls.append((question, list(passages)))
-        return Answer(kind=self.kind, answer="Fallback answer.", answerer=self.name)
+        statements = [Statement(kind="info", text="Fallback answer.")]
+        return Answer(kind=self.kind, statements=statements, answerer=self.name)
 
 
-class ScriptedLLMAnswerer(LLMAnswerer):
-    """LLMAnswerer whose model replies with queued texts and records the messages it received."""
-
-    def __init__(self, replies: Sequence[str], fallback: FakeFallback | None = None) -> None:
-        super().__init__(LLMSettings(), PROMPTS_DIR, support(), fallback or FakeFallback(), THRESHOLD)
-        self.replies = list(replies)
-        self.history: list[Messages] = []
-
-    def _generate(self, messages: Messages) -> str:
-        self.history.append(messages)
-        return self.replies.pop(0)
+def scripted(*replies: str | Exception, fallback: FakeFallback | None = None) -> tuple[LLMAnswerer, ScriptedChatModel]:
+    """An LLMAnswerer on the scripted chat model (which records what it was given)."""
+    model = ScriptedChatModel(*replies)
+    return LLMAnswerer(model, PROMPTS_DIR, support(), fallback or FakeFallback(), THRESHOLD), model
 
 
 def support() -> EmbeddingLexicalSupport:
@@ -116,7 +110,7 @@ def markers(text: str) -> list[int]:
 
 
 def answer_with(reply: str, passages: Sequence[Passage] = PASSAGES) -> Answer:
-    return ScriptedLLMAnswerer([reply]).answer(QUESTION, passages)
+    return scripted(reply)[0].answer(ASKED, passages)
 
 
 # --- the post-check ---------------------------------------------------------------------------------
@@ -169,7 +163,7 @@ def test_unsupported_marker_is_removed_but_supported_one_kept() -> None:
     result = answer_with(
         "Common side effects of ketamine include dizziness, nausea and a feeling of detachment [2][3]."
     )
-    assert result.answer == "Common side effects of ketamine include dizziness, nausea and a feeling of detachment [1]."
+    assert result.answer == "Common side effects of ketamine include dizziness, nausea and a feeling of detachment. [1]"
     assert [c.chunk_id for c in result.citations] == ["c3"]
     assert result.notice is None  # a dropped marker is not a dropped sentence
 
@@ -259,12 +253,11 @@ def test_known_source_errors_are_never_shown_to_the_model_nor_used_as_support() 
     wrong = "Ketamine is approved for bipolar disorder (BPD) in every country."
     text = f"The pilot trial enrolled 20 adults with borderline personality disorder. {wrong} {NEWS}"
     erratum = Erratum(doc_id="d1", text="bipolar disorder (BPD)")
-    answerer = ScriptedLLMAnswerer(
-        [f"{wrong} [1]. The benefit of ketamine faded within two weeks for most participants [1]."]
-    )
+    reply = f"{wrong} [1]. The benefit of ketamine faded within two weeks for most participants [1]."
+    answerer, model = scripted(reply)
     answerer.errata = (erratum,)
-    result = answerer.answer(QUESTION, [passage(1, text)])
-    prompt = answerer.history[0][1][1]
+    result = answerer.answer(ASKED, [passage(1, text)])
+    prompt = model.last_user_message
     assert "bipolar disorder (BPD)" not in prompt and "faded within two weeks" in prompt
     assert "bipolar" not in result.answer and result.notice is not None  # the claim was dropped and counted
     [citation] = result.citations
@@ -274,35 +267,36 @@ def test_known_source_errors_are_never_shown_to_the_model_nor_used_as_support() 
 
 def test_nothing_supported_falls_back_with_a_notice() -> None:
     fallback = FakeFallback()
-    answerer = ScriptedLLMAnswerer(["Ketamine is a miracle drug [1]. You should ask for it today."], fallback)
-    result = answerer.answer(QUESTION, PASSAGES)
+    answerer, _ = scripted("Ketamine is a miracle drug [1]. You should ask for it today.", fallback=fallback)
+    result = answerer.answer(ASKED, PASSAGES)
     assert result.answer == "Fallback answer."
     assert result.answerer == "fake-fallback"
     assert result.notice == UNSOURCED_NOTICE
-    assert fallback.calls == [(QUESTION, PASSAGES)]
+    assert fallback.calls == [(ASKED, PASSAGES)]
 
 
 def test_no_passages_returns_the_fallback_without_calling_the_model() -> None:
     fallback = FakeFallback(kind="no_answer")
-    answerer = ScriptedLLMAnswerer(["unused"], fallback)
-    result = answerer.answer(QUESTION, [])
-    assert answerer.history == []
+    answerer, model = scripted("unused", fallback=fallback)
+    result = answerer.answer(ASKED, [])
+    assert model.history == []
     assert result.kind == "no_answer" and result.notice is None
-    assert fallback.calls == [(QUESTION, [])]
+    assert fallback.calls == [(ASKED, [])]
 
 
 def test_model_saying_no_answer_defers_to_the_fallback() -> None:
     assert NO_ANSWER_SENTENCE in (PROMPTS_DIR / "answer_system.txt").read_text(encoding="utf-8")
-    agreed = ScriptedLLMAnswerer([NO_ANSWER_SENTENCE], FakeFallback(kind="no_answer")).answer(QUESTION, PASSAGES)
+    agreed = scripted(NO_ANSWER_SENTENCE, fallback=FakeFallback(kind="no_answer"))[0].answer(ASKED, PASSAGES)
     assert agreed.kind == "no_answer" and agreed.notice is None
-    disagreed = ScriptedLLMAnswerer([NO_ANSWER_SENTENCE], FakeFallback(kind="answer")).answer(QUESTION, PASSAGES)
+    disagreed = scripted(NO_ANSWER_SENTENCE, fallback=FakeFallback(kind="answer"))[0].answer(ASKED, PASSAGES)
     assert disagreed.answer == "Fallback answer." and disagreed.notice == NOT_ANSWERED_NOTICE
 
 
 def test_remote_calls_are_blocked_unless_allowed() -> None:
-    answerer = LLMAnswerer(LLMSettings(base_url="http://127.0.0.1:9/v1"), PROMPTS_DIR, support(), FakeFallback(), 0.5)
+    model = OpenAIChatModel(LLMSettings(base_url="http://127.0.0.1:9/v1"))
+    answerer = LLMAnswerer(model, PROMPTS_DIR, support(), FakeFallback(), 0.5)
     with pytest.raises(RuntimeError, match="ALLOW_MODEL_REQUESTS"):
-        answerer.answer(QUESTION, PASSAGES)
+        answerer.answer(ASKED, PASSAGES)
 
 
 # --- the prompt -------------------------------------------------------------------------------------
@@ -322,17 +316,17 @@ def test_injected_instructions_in_a_passage_stay_data() -> None:
     passages = [passage(1, injected), *PASSAGES[1:]]
     fallback = FakeFallback()
     # A model that obeys the injection writes without citations: the post-check keeps none of it.
-    answerer = ScriptedLLMAnswerer(["Sure! Ketamine cures BPD, no sources needed."], fallback)
-    result = answerer.answer(QUESTION, passages)
+    answerer, model = scripted("Sure! Ketamine cures BPD, no sources needed.", fallback=fallback)
+    result = answerer.answer(ASKED, passages)
 
-    (messages,) = answerer.history
-    (system_role, system), (user_role, user) = messages
+    (messages,) = model.history
+    (system_role, system), (user_role, user) = [(m.role, m.content) for m in messages]
     assert (system_role, user_role) == ("system", "user")
     assert system == (PROMPTS_DIR / "answer_system.txt").read_text(encoding="utf-8").strip()
     assert "Ignore all previous" not in system
     # Verbatim inside the numbered passage (its {question} is not filled in), before the real question.
     assert f"[1] (news article, Ketamine for BPD) {injected}" in user
-    assert user.index(injected) < user.index(f"Question: {QUESTION}")
+    assert user.index(injected) < user.index(f"The reader's question: {QUESTION}")
     assert result.notice == UNSOURCED_NOTICE and fallback.calls
 
 
@@ -346,37 +340,42 @@ def test_prompt_with_unknown_variable_stops_start_up(tmp_path: Path) -> None:
     (tmp_path / "answer_system.txt").write_text("Rules.", encoding="utf-8")
     (tmp_path / "answer_user.txt").write_text("{passages}\n{question}\n{history}", encoding="utf-8")
     with pytest.raises(ConfigurationError, match="history"):
-        LLMAnswerer(LLMSettings(), tmp_path, support(), FakeFallback(), THRESHOLD)
+        LLMAnswerer(ScriptedChatModel(), tmp_path, support(), FakeFallback(), THRESHOLD)
+
+
+def test_the_model_gets_the_readers_own_words_and_recent_turns() -> None:
+    answerer, model = scripted("The benefit of ketamine faded within two weeks for most participants [2].")
+    history = [
+        Message(role="user", content="whats the pilot trial about"),
+        Message(role="assistant", content="It gave one ketamine infusion to adults with BPD."),
+    ]
+    asked = Question(text="and did it last??", history=history, query="whats the pilot trial about and did it last")
+    result = answerer.answer(asked, PASSAGES)
+    user = model.last_user_message
+    assert "The reader's question: and did it last??" in user  # the words as typed, not the rewritten query
+    assert "Reader: whats the pilot trial about" in user and "Assistant: It gave one ketamine infusion" in user
+    assert user.index("Reader: whats the pilot trial about") < user.index("The reader's question")
+    assert result.answerer == "llm" and [c.chunk_id for c in result.citations] == ["c2"]
+    first = scripted("x")[1]
+    scripted_answerer = LLMAnswerer(first, PROMPTS_DIR, support(), FakeFallback(), THRESHOLD)
+    scripted_answerer.answer(ASKED, PASSAGES)
+    assert "Conversation so far" in first.last_user_message and "(none)" in first.last_user_message
 
 
 # --- the client -------------------------------------------------------------------------------------
 
 
-def test_client_is_built_on_first_use_without_retries() -> None:
-    answerer = LLMAnswerer(
-        LLMSettings(base_url="http://127.0.0.1:8080/v1", max_tokens=123, timeout_s=7),
-        PROMPTS_DIR,
-        support(),
-        FakeFallback(),
-        THRESHOLD,
-    )
-    assert answerer._client is None
-    client = answerer._chat_client()
-    assert client.max_retries == 0
-    assert client.request_timeout == 7
-    # Self-hosted servers get the legacy max_tokens (llama-cpp-python ignores max_completion_tokens).
-    assert client.max_tokens is None and client.extra_body == {"max_tokens": 123}
-
-
-def test_openai_itself_gets_max_completion_tokens_only() -> None:
-    answerer = LLMAnswerer(LLMSettings(max_tokens=123), PROMPTS_DIR, support(), FakeFallback(), THRESHOLD)
-    client = answerer._chat_client()
-    assert client.max_tokens == 123 and not client.extra_body
+def test_self_hosted_servers_get_max_tokens_and_openai_gets_max_completion_tokens() -> None:
+    # llama.cpp, vLLM and Ollama read only the legacy max_tokens (llama-cpp-python issue #1907); OpenAI
+    # rejects a request that sets both.
+    assert token_limit("http://127.0.0.1:8080/v1", 123) == {"max_tokens": 123}
+    assert token_limit(None, 123) == {"max_completion_tokens": 123}
+    assert token_limit("https://api.openai.com/v1", 5) == {"max_completion_tokens": 5}
 
 
 @pytest.fixture
 def allow_model_requests(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(llm, "ALLOW_MODEL_REQUESTS", True)
+    monkeypatch.setattr(chat_models, "ALLOW_MODEL_REQUESTS", True)
 
 
 def free_port() -> int:
@@ -387,17 +386,17 @@ def free_port() -> int:
 
 def endpoint_answerer(base_url: str, fallback: FakeFallback, **settings: object) -> LLMAnswerer:
     llm_settings = LLMSettings(base_url=base_url, model="smollm2", **settings)  # type: ignore[arg-type]
-    return LLMAnswerer(llm_settings, PROMPTS_DIR, support(), fallback, THRESHOLD)
+    return LLMAnswerer(OpenAIChatModel(llm_settings), PROMPTS_DIR, support(), fallback, THRESHOLD)
 
 
 @pytest.mark.usefixtures("allow_model_requests")
 def test_dead_endpoint_falls_back_with_a_notice() -> None:
     fallback = FakeFallback()
     answerer = endpoint_answerer(f"http://127.0.0.1:{free_port()}/v1", fallback, timeout_s=5)
-    result = answerer.answer(QUESTION, PASSAGES)
+    result = answerer.answer(ASKED, PASSAGES)
     assert result.answer == "Fallback answer."
     assert result.notice == UNAVAILABLE_NOTICE
-    assert fallback.calls == [(QUESTION, PASSAGES)]
+    assert fallback.calls == [(ASKED, PASSAGES)]
 
 
 BROKEN_REPLIES = {
@@ -442,9 +441,56 @@ def broken_endpoint(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.mark.usefixtures("allow_model_requests")
 @pytest.mark.parametrize("broken_endpoint", list(BROKEN_REPLIES), indirect=True)
 def test_garbage_from_the_endpoint_falls_back_with_a_notice(broken_endpoint: str) -> None:
-    result = endpoint_answerer(broken_endpoint, FakeFallback(), timeout_s=5).answer(QUESTION, PASSAGES)
+    result = endpoint_answerer(broken_endpoint, FakeFallback(), timeout_s=5).answer(ASKED, PASSAGES)
     assert result.answer == "Fallback answer."
     assert result.notice == UNAVAILABLE_NOTICE
+
+
+@pytest.fixture
+def trickling_endpoint() -> Iterator[str]:
+    """An endpoint that answers 200 and then sends one byte every half second, for ever."""
+    stop = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            try:
+                while not stop.wait(0.5):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+            except OSError:  # the client gave up and closed the connection
+                pass
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.usefixtures("allow_model_requests")
+def test_an_endpoint_that_trickles_bytes_meets_the_overall_deadline(trickling_endpoint: str) -> None:
+    # Every read gets a byte within the 2 s read timeout, so only the overall deadline can stop it.
+    model = OpenAIChatModel(LLMSettings(base_url=trickling_endpoint, timeout_s=2, deadline_s=3))
+    started = time.monotonic()
+    with pytest.raises(LLMUnavailableError, match="did not finish within 3 s"):
+        model.complete([ChatMessage(role="user", content="hi")])
+    assert time.monotonic() - started < 10  # it used to wait for ever
+    fallback = FakeFallback()
+    answerer = LLMAnswerer(model, PROMPTS_DIR, support(), fallback, THRESHOLD)
+    result = answerer.answer(ASKED, PASSAGES)
+    assert result.answer == "Fallback answer." and result.notice == UNAVAILABLE_NOTICE
 
 
 # --- a real llama.cpp server ------------------------------------------------------------------------
@@ -458,13 +504,13 @@ def assert_supported(result: Answer, passages: Sequence[Passage]) -> None:
     for citation in result.citations:
         assert citation.quote and citation.quote in by_chunk[citation.chunk_id].chunk.text
     scorer = support()
-    sentences = split_sentences(result.answer)
-    assert sentences
-    for sentence in sentences:
-        cited = markers(sentence)
-        assert cited and all(1 <= n <= len(result.citations) for n in cited), sentence
+    assert result.statements
+    for statement in result.statements:
+        cited = statement.citation_ids
+        assert statement.kind == "plain" and cited, statement
+        assert all(1 <= n <= len(result.citations) for n in cited), statement
         evidence = [by_chunk[result.citations[n - 1].chunk_id].chunk.text for n in cited]
-        assert max(scorer.support(strip_markers(sentence), text) for text in evidence) >= THRESHOLD, sentence
+        assert max(scorer.support(statement.text, text) for text in evidence) >= THRESHOLD, statement
 
 
 def smollm2_path() -> Path | None:
@@ -542,18 +588,22 @@ KETAMINE_PASSAGES = [
 KETAMINE_QUESTION = "Does ketamine help people with BPD, and how long does the effect last?"
 
 
-class RecordingLLMAnswerer(LLMAnswerer):
-    """The real LLMAnswerer, keeping the raw text the model generated."""
+class RecordingChatModel(OpenAIChatModel):
+    """The real chat model, keeping the raw text it generated."""
 
-    def __init__(self, base_url: str, fallback: FakeFallback) -> None:
-        settings = LLMSettings(base_url=base_url, model="smollm2", timeout_s=60)
-        super().__init__(settings, PROMPTS_DIR, support(), fallback, THRESHOLD)
+    def __init__(self, settings: LLMSettings) -> None:
+        super().__init__(settings)
         self.raw: list[str] = []
 
-    def _generate(self, messages: Messages) -> str:
-        text = super()._generate(messages)
+    def complete(self, messages: Sequence[ChatMessage], max_tokens: int | None = None) -> str:
+        text = super().complete(messages, max_tokens)
         self.raw.append(text)
         return text
+
+
+def recording_answerer(base_url: str, fallback: FakeFallback) -> tuple[LLMAnswerer, RecordingChatModel]:
+    model = RecordingChatModel(LLMSettings(base_url=base_url, model="smollm2", timeout_s=60, deadline_s=120))
+    return LLMAnswerer(model, PROMPTS_DIR, support(), fallback, THRESHOLD), model
 
 
 @pytest.mark.llm
@@ -572,18 +622,19 @@ def test_real_server_speaks_the_openai_api(llama_server: str) -> None:
 @pytest.mark.llm
 @pytest.mark.usefixtures("allow_model_requests")
 def test_real_server_honours_the_token_cap(llama_server: str) -> None:
-    answerer = endpoint_answerer(llama_server, FakeFallback(), max_tokens=16, timeout_s=60)
-    reply = answerer._chat_client().invoke([("user", "Write a long story about a cat and a dog.")])
-    assert reply.response_metadata["token_usage"]["completion_tokens"] <= 16
+    model = OpenAIChatModel(LLMSettings(base_url=llama_server, model="smollm2", max_tokens=16, timeout_s=60))
+    reply = model.complete([ChatMessage(role="user", content="Write a long story about a cat and a dog.")])
+    # 16 tokens are at most 16 words (a word is one token or more); without the cap the story runs on.
+    assert 0 < len(reply.split()) <= 16
 
 
 @pytest.mark.llm
 @pytest.mark.usefixtures("allow_model_requests")
 def test_real_server_answer_is_supported_or_falls_back(llama_server: str) -> None:
     fallback = FakeFallback()
-    answerer = RecordingLLMAnswerer(llama_server, fallback)
-    result = answerer.answer(KETAMINE_QUESTION, KETAMINE_PASSAGES)
-    log.info("raw model output: %r", answerer.raw)
+    answerer, model = recording_answerer(llama_server, fallback)
+    result = answerer.answer(Question(text=KETAMINE_QUESTION, query=KETAMINE_QUESTION), KETAMINE_PASSAGES)
+    log.info("raw model output: %r", model.raw)
     log.info("answer: %s", result.model_dump_json())
     if result.answerer == "llm":
         assert_supported(result, KETAMINE_PASSAGES)
@@ -595,9 +646,9 @@ def test_real_server_answer_is_supported_or_falls_back(llama_server: str) -> Non
 @pytest.mark.llm
 @pytest.mark.usefixtures("allow_model_requests")
 def test_real_server_output_and_answer_agree_with_the_post_check(llama_server: str) -> None:
-    answerer = RecordingLLMAnswerer(llama_server, FakeFallback())
-    result = answerer.answer(KETAMINE_QUESTION, KETAMINE_PASSAGES)
-    (raw,) = answerer.raw
+    answerer, model = recording_answerer(llama_server, FakeFallback())
+    result = answerer.answer(Question(text=KETAMINE_QUESTION, query=KETAMINE_QUESTION), KETAMINE_PASSAGES)
+    (raw,) = model.raw
     checked = check_sentences(raw, KETAMINE_PASSAGES, support(), THRESHOLD)
     # Reported, not asserted: how well a 135M model cites is not this code's to guarantee.
     log.warning(
@@ -610,7 +661,7 @@ def test_real_server_output_and_answer_agree_with_the_post_check(llama_server: s
         log.warning("removed: %s", claim)
     if checked.kept:
         assert result.answerer == "llm"
-        assert len(split_sentences(result.answer)) == len(checked.kept)
+        assert len(result.statements) == len(checked.kept)
     else:
         assert result.answerer == "fake-fallback" and result.notice is not None
     if checked.dropped and checked.kept:

@@ -103,13 +103,14 @@ def test_resources_are_printed_once() -> None:
     from rich.console import Console
 
     from bpd_rag.cli import render_answer
-    from bpd_rag.types import Answer
+    from bpd_rag.types import Answer, Resource, Statement
 
-    lines = ["Call or text 988 (Suicide & Crisis Lifeline)"]
+    lines = [Resource(label="988", text="Call or text 988 (Suicide & Crisis Lifeline)", call="988", sms="988")]
     buffer = StringIO()
-    render_answer(Answer(kind="answer", answer="Research text [1]", resources=lines), Console(file=buffer, width=200))
+    research = Answer(kind="answer", statements=[Statement(kind="plain", text="Research text.", lead=True)])
+    render_answer(research.model_copy(update={"resources": lines}), Console(file=buffer, width=200))
     assert buffer.getvalue().count("Call or text 988") == 1
     buffer = StringIO()
-    crisis = Answer(kind="crisis", answer="We care. - Call or text 988 (Suicide & Crisis Lifeline)", resources=lines)
-    render_answer(crisis, Console(file=buffer, width=200))
+    we_care = [Statement(kind="safety", text="We care.", resources=True)]
+    render_answer(Answer(kind="crisis", statements=we_care, resources=lines), Console(file=buffer, width=200))
     assert buffer.getvalue().count("Call or text 988") == 1  # already in the reply: not repeated

@@ -110,12 +110,13 @@ def _counting_embedder() -> tuple[SentenceTransformerEmbedder, _CountingEncoder]
     return SentenceTransformerEmbedder(encoder=fake), fake
 
 
-def test_queries_given_with_documents_are_embedded_in_the_same_run_and_kept() -> None:
+def test_recent_texts_are_embedded_once_whether_as_documents_or_queries() -> None:
     embedder, model = _counting_embedder()
-    vectors = embedder.embed_documents(["a crisis check sentence"], queries=["the retrieval query"])
-    assert len(vectors) == 1 and vectors[0][0] == len("a crisis check sentence")
-    assert model.runs == [["a crisis check sentence", "the retrieval query"]]
-    assert embedder.embed_query("the retrieval query")[0] == len("the retrieval query")
-    assert len(model.runs) == 1  # served from the kept vector
-    embedder.embed_documents(["another sentence"], queries=["the retrieval query"])
-    assert model.runs[-1] == ["another sentence"]  # a kept query is not embedded again
+    vectors = embedder.embed_documents(["a crisis check sentence", "the message"])
+    assert len(vectors) == 2 and vectors[0][0] == len("a crisis check sentence")
+    assert model.runs == [["a crisis check sentence", "the message"]]
+    # The model is symmetric: retrieval's query vector of the same text is the one already computed.
+    assert embedder.embed_query("the message")[0] == len("the message")
+    assert len(model.runs) == 1
+    embedder.embed_documents(["another sentence", "the message"])
+    assert model.runs[-1] == ["another sentence"]  # only what is new goes to the model

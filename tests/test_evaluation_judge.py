@@ -10,15 +10,14 @@ from typing import Any
 
 import pytest
 
-from bpd_rag.answering import llm
+from bpd_rag import chat_models
 from bpd_rag.errors import ConfigurationError, LLMUnavailableError
 from bpd_rag.evaluation.gold import GoldItem
 from bpd_rag.evaluation.judge import LLMJudge
-from bpd_rag.evaluation.metrics import Boilerplate
 from bpd_rag.evaluation.scoring import ScoringContext, aggregate, score_item
 from bpd_rag.evaluation.targets import Observation
 from bpd_rag.settings import LLMSettings
-from bpd_rag.types import Answer, Citation
+from bpd_rag.types import Answer, Citation, Statement
 
 
 class FakeChatServer:
@@ -73,7 +72,7 @@ def chat_server() -> Iterator[FakeChatServer]:
 
 @pytest.fixture
 def allow_requests(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(llm, "ALLOW_MODEL_REQUESTS", True)
+    monkeypatch.setattr(chat_models, "ALLOW_MODEL_REQUESTS", True)
 
 
 QUOTE = "Participants received a single dose of ketamine."
@@ -94,10 +93,13 @@ def test_judge_asks_the_endpoint_and_reads_yes_or_no(chat_server: FakeChatServer
 def test_judged_faithfulness_is_reported_next_to_the_default_scorer(chat_server: FakeChatServer) -> None:
     judge = LLMJudge(LLMSettings(base_url=chat_server.url))
     citation = Citation(id=1, doc_id="d", chunk_id="d:0", title="T", source_type="news", quote=QUOTE, start=0)
-    answer = Answer(kind="answer", answer=f"{QUOTE} [1] Everyone was cured [1].", citations=[citation])
+    statements = [
+        Statement(kind="plain", text=QUOTE, citation_ids=[1], lead=True),
+        Statement(kind="plain", text="Everyone was cured.", citation_ids=[1], lead=True),
+    ]
+    answer = Answer(kind="answer", statements=statements, citations=[citation])
     ctx = ScoringContext(
         documents={"d": QUOTE},
-        boilerplate=Boilerplate([]),
         scorer=_AlwaysSupported(),
         support_threshold=0.5,
         judge=judge,

@@ -7,15 +7,17 @@ import re
 from pathlib import Path
 
 from bpd_rag.evaluation.gold import GoldItem
-from bpd_rag.evaluation.metrics import Boilerplate
 from bpd_rag.evaluation.report import build_report, summary, write_report
 from bpd_rag.evaluation.runner import EvalRun
 from bpd_rag.evaluation.scoring import ScoringContext, score_item
 from bpd_rag.evaluation.targets import Observation
 from bpd_rag.evaluation.thresholds import check_thresholds, parse_thresholds
-from bpd_rag.types import Answer, Citation
+from bpd_rag.types import Answer, Citation, Statement
 
 DOC = "Participants received a single dose of ketamine, 0.5 mg/kg, over 40 minutes."
+
+
+NO_ANSWER = Answer(kind="no_answer", statements=[Statement(kind="info", text="No <answer>.")])
 
 
 class _Target:
@@ -29,7 +31,6 @@ class _Target:
 def _run() -> EvalRun:
     ctx = ScoringContext(
         documents={"pilot": DOC},
-        boilerplate=Boilerplate([]),
         scorer=_Exact(),
         support_threshold=0.5,
         safety_layer=False,
@@ -46,7 +47,7 @@ def _run() -> EvalRun:
     )
     cited = Answer(
         kind="answer",
-        answer=f"{DOC} [1]",
+        statements=[Statement(kind="quote", text=DOC, citation_ids=[1])],
         citations=[
             Citation(
                 id=1, doc_id="pilot", chunk_id="pilot:0", title="Pilot", source_type="clinic_blog", quote=DOC, start=0
@@ -55,7 +56,14 @@ def _run() -> EvalRun:
     )
     scores = [
         score_item(good, [], Observation(answer=cited, latency_s=0.2), ctx),
-        score_item(crisis, [], Observation(answer=Answer(kind="no_answer", answer="No <answer>."), latency_s=0.4), ctx),
+        score_item(
+            crisis,
+            [],
+            Observation(
+                answer=Answer(kind="no_answer", statements=[Statement(kind="info", text="No <answer>.")]), latency_s=0.4
+            ),
+            ctx,
+        ),
     ]
     return EvalRun.of(_Target(), scores)
 

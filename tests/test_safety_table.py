@@ -162,17 +162,17 @@ def test_table_has_enough_rows() -> None:
 
 @pytest.mark.parametrize("message", CRISIS)
 def test_crisis_statements_triage_as_crisis(guard: SafetyGuard, message: str) -> None:
-    triage = guard.triage(message)
-    assert triage.kind == "crisis", f"{message!r} -> {triage}"
+    decision = guard.assess(message)
+    assert decision.action == "crisis", f"{message!r} -> {decision}"
 
 
 @pytest.mark.parametrize("message", NOT_CRISIS)
 def test_look_alikes_are_not_crisis(guard: SafetyGuard, message: str) -> None:
-    triage = guard.triage(message)
-    assert triage.kind != "crisis", f"{message!r} -> {triage}"
+    decision = guard.assess(message)
+    assert decision.action != "crisis", f"{message!r} -> {decision}"
 
 
 @pytest.mark.parametrize(("message", "kind"), REFUSAL_OR_OK)
 def test_advice_and_injection_triage(guard: SafetyGuard, message: str, kind: str) -> None:
-    triage = guard.triage(message)
-    assert triage.kind == kind, f"{message!r} -> {triage}"
+    decision = guard.assess(message)
+    assert decision.action == {"refusal": "refuse", "ok": "answer"}[kind], f"{message!r} -> {decision}"

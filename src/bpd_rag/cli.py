@@ -16,8 +16,9 @@ from bpd_rag.console import progress_bar
 from bpd_rag.errors import BpdRagError
 from bpd_rag.evaluation.command import eval_command
 from bpd_rag.pipeline import Pipeline, build_pipeline
+from bpd_rag.render import answer_text, cli_text
 from bpd_rag.settings import Settings
-from bpd_rag.types import Answer, Message, source_type_label
+from bpd_rag.types import Answer, Message
 
 app = typer.Typer(
     help="bpd-rag: answers about ketamine therapy for BPD from the clinic's sources, with citations.",
@@ -44,28 +45,9 @@ def _pipeline() -> Pipeline:
 
 
 def render_answer(answer: Answer, console: Console = out) -> None:
-    """Print an answer for people: text, disclaimer, numbered sources with their type and quote."""
-    style = {"crisis": "bold red", "refusal": "yellow", "no_answer": "yellow"}.get(answer.kind, "")
-    console.print(escape(answer.answer), style=style or None)
-    if answer.notice:
-        console.print(f"[italic]{escape(answer.notice)}[/]")
-    if answer.citations:
-        console.print("\n[bold]Sources[/]")
-        for c in answer.citations:
-            url = f" {c.url}" if c.url else ""
-            console.print(
-                f" [{c.id}] {escape(c.title)} — [cyan]{source_type_label(c.source_type)}[/]"
-                f" ({escape(c.doc_id)}, chunk {escape(c.chunk_id)}){escape(url)}"
-            )
-            console.print(f"     “{escape(c.quote)}”", style="dim")
-    if answer.disclaimer:
-        console.print(f"\n[italic]{escape(answer.disclaimer)}[/]")
-    # Research answers about suicide or self-harm carry the crisis resources beside the text.
-    missing = [r for r in answer.resources if r not in answer.answer]
-    if missing:
-        console.print("\n[bold]If you are struggling right now:[/]")
-        for line in missing:
-            console.print(f" • {escape(line)}")
+    """Print an answer for people (bpd_rag.render.cli_text), coloured by kind."""
+    style = {"crisis": "bold red", "refusal": "yellow", "no_answer": "yellow"}.get(answer.kind)
+    console.print(escape(cli_text(answer)), style=style)
 
 
 @app.command()
@@ -103,18 +85,23 @@ def ingest(
         raise typer.Exit(code=2)
 
 
+HISTORY_FORMAT = '[{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}]'
+
+
 def _load_history(path: Path | None) -> list[Message]:
     if path is None:
         return []
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, list):
+            raise ValueError("it is not a list")
         return [Message.model_validate(m) for m in data]
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise _fail(ValueError(f"Cannot read the history file {path} ({exc.strerror or exc}).")) from exc
+    except ValueError as exc:
+        reason = "it is not valid JSON" if isinstance(exc, json.JSONDecodeError) else "its turns are not in the format"
         raise _fail(
-            ValueError(
-                f"Cannot read history from {path}: {exc}. Expected a JSON list like "
-                '[{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}]'
-            )
+            ValueError(f"The history file {path} cannot be used: {reason}. Expected a JSON list like {HISTORY_FORMAT}")
         ) from exc
 
 
@@ -122,7 +109,14 @@ def _load_history(path: Path | None) -> list[Message]:
 def ask(
     question: Annotated[str, typer.Argument(help="The question, in quotes.")],
     as_json: JsonOption = False,
-    history: Annotated[Path | None, typer.Option(help="JSON file with earlier turns, for follow-up questions.")] = None,
+    history: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSON file with earlier turns, oldest first, for follow-up questions: a list like "
+            + HISTORY_FORMAT.replace("[", "[[").replace("]", "]]")
+            + ' (roles "user" and "assistant").'
+        ),
+    ] = None,
 ) -> None:
     """Answer one question with numbered citations."""
     if not question.strip():
@@ -162,7 +156,7 @@ def chat() -> None:
             continue
         render_answer(answer)
         out.print()
-        turns += [Message(role="user", content=question), Message(role="assistant", content=answer.answer)]
+        turns += [Message(role="user", content=question), Message(role="assistant", content=answer_text(answer))]
 
 
 app.command()(serve)

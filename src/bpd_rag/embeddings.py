@@ -29,9 +29,8 @@ class Embedder(Protocol):
     dimension: int
     max_tokens: int
 
-    def embed_documents(self, texts: Sequence[str], queries: Sequence[str] = ()) -> list[Vector]:
-        """Vectors of texts. queries: texts embed_query will be asked for next, embedded in the same model
-        run when the embedder keeps query vectors (one batch of two costs less than two runs)."""
+    def embed_documents(self, texts: Sequence[str]) -> list[Vector]:
+        """Vectors of texts."""
         ...
 
     def embed_query(self, text: str) -> Vector: ...
@@ -64,9 +63,11 @@ class SentenceTransformerEmbedder:
             encoder = _load_encoder(self.model_path)
         self._encoder = encoder
         self.batch_size = batch_size
-        # One question is embedded by retrieval and again by the answerer: the second time is free.
-        self._queries: OrderedDict[str, Vector] = OrderedDict()
-        self._queries_lock = threading.Lock()
+        # Recent short texts and their vectors: a message is embedded by the crisis check, by retrieval and
+        # by the answerer, and all-MiniLM-L6-v2 is symmetric (a query's vector is its document vector), so
+        # the second and third time are free. Ingest goes through encode(), which keeps nothing.
+        self._recent: OrderedDict[str, Vector] = OrderedDict()
+        self._recent_lock = threading.Lock()
         self.name = f"sentence-transformers:{self.model_path.name}"
         self.dimension = self._encoder.dimension
         self.max_tokens = self._encoder.max_tokens
@@ -75,32 +76,25 @@ class SentenceTransformerEmbedder:
         """The model's unit vectors as rows, nothing cached (what ingest and the benchmarks' floor use)."""
         return self._encoder.encode(list(texts), self.batch_size)
 
-    def embed_documents(self, texts: Sequence[str], queries: Sequence[str] = ()) -> list[Vector]:
-        with self._queries_lock:
-            queries = [q for q in dict.fromkeys(queries) if q not in self._queries]
-        if not texts and not queries:
-            return []
-        rows = [row.tolist() for row in self.encode([*texts, *queries])]
-        for query, vector in zip(queries, rows[len(texts) :], strict=True):
-            self._remember(query, vector)
-        return rows[: len(texts)]
+    def embed_documents(self, texts: Sequence[str]) -> list[Vector]:
+        unique = list(dict.fromkeys(texts))
+        with self._recent_lock:
+            known = {t: self._recent[t] for t in unique if t in self._recent}
+        missing = [t for t in unique if t not in known]
+        if missing:
+            known.update(zip(missing, (row.tolist() for row in self.encode(missing)), strict=True))
+        with self._recent_lock:
+            for text in unique:
+                if len(text) <= _RECENT_MAX_CHARS:
+                    self._recent[text] = known[text]
+                    self._recent.move_to_end(text)
+            while len(self._recent) > _RECENT_SIZE:
+                self._recent.popitem(last=False)
+        return [list(known[t]) for t in texts]
 
     def embed_query(self, text: str) -> Vector:
-        # all-MiniLM-L6-v2 was trained symmetric: queries take no prefix.
-        with self._queries_lock:
-            cached = self._queries.get(text)
-            if cached is not None:
-                self._queries.move_to_end(text)
-                return list(cached)
-        vector = self.encode([text])[0].tolist()
-        self._remember(text, vector)
-        return list(vector)
-
-    def _remember(self, query: str, vector: Vector) -> None:
-        with self._queries_lock:
-            self._queries[query] = vector
-            if len(self._queries) > _QUERY_CACHE_SIZE:
-                self._queries.popitem(last=False)
+        # all-MiniLM-L6-v2 was trained symmetric: queries take no prefix, and share the recent-texts cache.
+        return self.embed_documents([text])[0]
 
     def count_tokens(self, text: str) -> int:
         return self._encoder.count_tokens(text)
@@ -151,7 +145,9 @@ class _LibraryEncoder:
         return len(self._model.tokenizer(text, add_special_tokens=True)["input_ids"])
 
 
-_QUERY_CACHE_SIZE = 1024
+# Recent texts kept with their vectors (about 1.5 KB each): messages, queries and the sentences of answers.
+_RECENT_SIZE = 4096
+_RECENT_MAX_CHARS = 2000
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -174,8 +170,8 @@ class HashEmbedder:
         norm = math.sqrt(sum(v * v for v in vec)) or 1.0
         return [v / norm for v in vec]
 
-    def embed_documents(self, texts: Sequence[str], queries: Sequence[str] = ()) -> list[Vector]:
-        return [self._vector(t) for t in texts]  # nothing to gain from embedding queries early
+    def embed_documents(self, texts: Sequence[str]) -> list[Vector]:
+        return [self._vector(t) for t in texts]
 
     def embed_query(self, text: str) -> Vector:
         return self._vector(text)

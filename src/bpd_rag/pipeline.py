@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Protocol
@@ -13,31 +13,29 @@ from bpd_rag.answering.extractive import ExtractiveAnswerer
 from bpd_rag.corpus import load_errata
 from bpd_rag.embeddings import Embedder, build_embedder, default_model_path
 from bpd_rag.index import DocumentScanner, IngestReport, ProgressCallback, ingest
-from bpd_rag.prompts import load_prompt
+from bpd_rag.replies import Replies, renumbered
 from bpd_rag.retrieval import Retriever, resolve_query
 from bpd_rag.settings import Settings
 from bpd_rag.store import VectorStore, open_store, release_embedded
 from bpd_rag.support import EmbeddingLexicalSupport
-from bpd_rag.textutil import load_known_words
-from bpd_rag.types import Answer, Message, Passage
-
-# Answers a question from the sources (retrieval + the extractive answerer), for replies that add
-# general information to a refusal.
-Lookup = Callable[[str], Answer]
+from bpd_rag.textutil import load_known_words, split_sentences
+from bpd_rag.types import Answer, Message, Passage, Question, ReplyReview, SafetyDecision
 
 
 class Guard(Protocol):
-    """Safety checks around answering: may answer a message itself before retrieval, and checks replies."""
+    """The safety layer: decides what to do with a message and checks replies; never calls back into the pipeline."""
 
-    def before(
-        self, message: str, history: Sequence[Message], lookup: Lookup, upcoming_query: str | None = None
-    ) -> Answer | None:
-        """An answer of its own (crisis, refusal) or None; upcoming_query is what retrieval embeds next."""
+    def assess(self, message: str, history: Sequence[Message]) -> SafetyDecision:
+        """Crisis, refuse or answer, with the risk tier (decided before any retrieval)."""
         ...
 
-    def after(self, message: str, history: Sequence[Message], answer: Answer) -> Answer: ...
+    def review(self, answer: Answer) -> ReplyReview:
+        """What must change in a reply before it is sent."""
+        ...
 
-    def scan_document(self, document: object) -> list[str]: ...
+    def scan_document(self, document: object) -> list[str]:
+        """Warnings about instruction-like text in a corpus document."""
+        ...
 
     def warm_up(self) -> None:
         """Prepare what the first message would otherwise wait for."""
@@ -60,7 +58,7 @@ class Pipeline:
         self._store = store
         self._answerer = answerer
         self.guard = guard
-        self.disclaimer = load_prompt(settings.prompts_dir, "disclaimer.txt")
+        self.replies = Replies(settings.prompts_dir, settings.safety.locale)
 
     @property
     def store(self) -> VectorStore:
@@ -94,9 +92,10 @@ class Pipeline:
     def _build_answerer(self) -> Answerer:
         if self.settings.answer.backend == "llm":
             from bpd_rag.answering.llm import LLMAnswerer
+            from bpd_rag.chat_models import build_chat_model
 
             return LLMAnswerer(
-                self.settings.llm,
+                build_chat_model(self.settings.llm),
                 self.settings.prompts_dir,
                 support=EmbeddingLexicalSupport(self.embedder),
                 fallback=self.extractive,
@@ -107,18 +106,47 @@ class Pipeline:
 
     def ask(self, message: str, history: Sequence[Message] = ()) -> Answer:
         """Answer one message in the context of the conversation so far."""
+        decision = self.guard.assess(message, history) if self.guard is not None else SafetyDecision()
+        return self.reply(message, history, decision)
+
+    def reply(self, message: str, history: Sequence[Message], decision: SafetyDecision) -> Answer:
+        """The reply to a message the safety layer has decided about (the API decides before it queues)."""
+        if decision.action == "crisis":
+            return self.replies.crisis(decision)
+        if decision.action == "refuse" and decision.category == "injection":
+            answer = self.replies.injection()
+        elif decision.action == "refuse":
+            answer = self.replies.advice_refusal(self._general_information(message, decision))
+        else:
+            question = self.question_for(message, history)
+            answer = self.answerer.answer(question, self._passages(question.query))
+            if answer.kind == "answer":
+                answer = answer.model_copy(update={"disclaimer": self.replies.disclaimer})
+        footer = decision.footer
         if self.guard is not None:
-            hint = self._query_hint(message, history)
-            early = self.guard.before(message, history, self.lookup, upcoming_query=hint)
-            if early is not None:
-                return early
-        query = self.query_for(message, history)
-        answer = self.answerer.answer(query, self._passages(query))
-        if answer.kind == "answer":
-            answer = answer.model_copy(update={"disclaimer": self.disclaimer})
-        if self.guard is not None:
-            answer = self.guard.after(message, history, answer)
+            review = self.guard.review(answer)
+            if review.leaks_prompt:
+                return self.replies.injection()
+            answer = renumbered(answer, review.drop_citations)
+            if answer.kind == "answer" and not answer.citations:
+                answer = self.replies.no_answer(answer.answerer)
+            footer = footer or review.footer
+        if decision.risk == "concern":
+            return self.replies.with_concern(answer, decision)
+        if footer and answer.kind == "answer":
+            return self.replies.with_footer(answer, decision.language)
         return answer
+
+    def _general_information(self, message: str, decision: SafetyDecision) -> Answer | None:
+        """What the sources say in general terms beside a refusal of advice (no LLM, no safety layer)."""
+        if decision.general_question is None:
+            return None
+        general = self.lookup(decision.general_question)
+        if general.kind != "answer":
+            # The question sentences of the message ("I weigh 70 kg. How much ...?" -> "How much ...?").
+            asked = " ".join(s for s in split_sentences(message) if s.endswith("?")) or message
+            general = self.lookup(asked)
+        return general
 
     def warm_up(self) -> None:
         """Ready the safety checks, then load the index (raises IndexMissingError and the like, checks done)."""
@@ -130,15 +158,9 @@ class Pipeline:
         """The standalone, spelling-corrected query retrieval embeds for a message."""
         return self.retriever.correct_spelling(resolve_query(message, history))
 
-    def _query_hint(self, message: str, history: Sequence[Message]) -> str | None:
-        """The query retrieval will embed, from the index already in memory (None before its first load).
-
-        It never touches the store: the crisis check it is for must not wait on a slow or dead Chroma
-        server, and needs no index at all. A stale guess costs one extra model run, nothing else.
-        """
-        retriever: Retriever | None = self.__dict__.get("retriever")
-        speller = retriever.loaded_speller() if retriever is not None else None
-        return speller.correct(resolve_query(message, history)) if speller is not None else None
+    def question_for(self, message: str, history: Sequence[Message] = ()) -> Question:
+        """The user's words, the conversation and the retrieval query, as an answerer receives them."""
+        return Question(text=message, history=list(history), query=self.query_for(message, history))
 
     def passages_for(self, message: str, history: Sequence[Message] = ()) -> tuple[str, list[Passage]]:
         """The standalone, spelling-corrected query and the passages the answerer gets for it."""
@@ -150,8 +172,8 @@ class Pipeline:
 
     def lookup(self, question: str) -> Answer:
         """What the sources say about a question, from the offline answerer (no LLM, no safety layer)."""
-        query, passages = self.passages_for(question)
-        return self.extractive.answer(query, passages)
+        asked = self.question_for(question)
+        return self.extractive.answer(asked, self._passages(asked.query))
 
     def ingest(self, progress: ProgressCallback | None = None, rebuild: bool = False) -> IngestReport:
         """Bring the index in line with the corpus folder (everything re-embedded with rebuild)."""

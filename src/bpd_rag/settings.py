@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bpd_rag.prompts import default_prompts_dir
+
 
 class _Group(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -79,7 +81,15 @@ class LLMSettings(_Group):
     )
     model: str = Field(default="gpt-4o-mini", description="Model name sent to the endpoint.")
     api_key: SecretStr = Field(default=SecretStr("not-needed"), description="API key; local servers ignore it.")
-    timeout_s: float = Field(default=30.0, gt=0, description="Seconds before the endpoint counts as failed.")
+    timeout_s: float = Field(
+        default=30.0, gt=0, description="Seconds to wait for the endpoint to connect or to send anything at all."
+    )
+    deadline_s: float = Field(
+        default=45.0,
+        gt=0,
+        description="Seconds the whole call may take, however slowly the endpoint trickles its reply; then the "
+        "extractive answer is shown with a notice.",
+    )
     temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="Sampling temperature.")
     max_tokens: int = Field(default=400, ge=16, description="Most tokens generated for one answer.")
 
@@ -89,7 +99,7 @@ class SafetySettings(_Group):
     allow_unsafe_dev: bool = Field(
         default=False, description="Development only: lets the API start with triage disabled."
     )
-    locale: str = Field(default="US", description="Which crisis resources to show (a file under prompts/crisis/).")
+    locale: str = Field(default="US", description="Which crisis resources to show (prompts/crisis/<locale>.yaml).")
 
 
 class ApiSettings(_Group):
@@ -136,8 +146,9 @@ class Settings(BaseSettings):
 
     corpus_dir: Path = Field(default=Path("corpus"), description="Folder of the documents to ingest.")
     prompts_dir: Path = Field(
-        default=Path(__file__).resolve().parents[2] / "prompts",
-        description="Folder of the texts the bot says on its own (system prompt, crisis reply, disclaimers).",
+        default_factory=default_prompts_dir,
+        description="Folder of the texts the bot says on its own (system prompt, crisis reply, disclaimers, widget "
+        "texts); the prompts shipped inside the package unless set.",
     )
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 SourceType = str  # e.g. "clinic_blog", "news", "trial_summary"; free text so a clinic can add its own
 
@@ -21,6 +21,11 @@ SOURCE_TYPE_LABELS: dict[str, str] = {
 def source_type_label(source_type: str) -> str:
     """Readable name of a source type ("clinic_blog" -> "clinic blog")."""
     return SOURCE_TYPE_LABELS.get(source_type, source_type.replace("_", " "))
+
+
+def source_display(publisher: str | None, title: str, doc_id: str, source_type: str) -> str:
+    """How a source is named to readers: its publisher (or title) and the kind of source."""
+    return f"{publisher or title or doc_id} ({source_type_label(source_type)})"
 
 
 class Document(BaseModel):
@@ -67,14 +72,48 @@ class Passage(BaseModel):
 
 
 class Citation(BaseModel):
+    """A verbatim passage of a corpus document that statements of an answer rest on."""
+
     id: int
     doc_id: str
     chunk_id: str
     title: str
     source_type: SourceType
+    publisher: str | None = Field(default=None, description="Who published the source, when it says.")
     url: str | None = None
     quote: str = Field(description="Verbatim text of the cited document.")
     start: int | None = Field(default=None, description="Offset of the quote in the document text.")
+
+
+StatementKind = Literal["quote", "plain", "conflict", "safety", "info"]
+
+
+class Statement(BaseModel):
+    """One sentence (or a quoted source sentence) of an answer, with the citations it rests on.
+
+    kind: "quote" a source sentence quoted verbatim; "plain" a plain-language sentence written from the cited
+    quotes; "conflict" a note that the sources disagree; "safety" a safety message (crisis reply, refusal,
+    check-in); "info" the bot's own words about what it can do (introductions, "not in the sources").
+    """
+
+    kind: StatementKind
+    text: str
+    citation_ids: list[int] = Field(default_factory=list)
+    lead: bool = Field(default=False, description="Part of the short lead that answers the question directly.")
+    resources: bool = Field(default=False, description="The crisis resources are listed right after this statement.")
+
+
+class Resource(BaseModel):
+    """A crisis resource, from prompts/crisis/<locale>.yaml: links are built from these fields only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str = Field(description="Name of the service, e.g. '988 Suicide & Crisis Lifeline'.")
+    text: str = Field(description="The line shown to the reader, e.g. 'Call or text 988 (Suicide & Crisis Lifeline)'.")
+    call: str | None = Field(default=None, description="Phone number to call, as dialled (digits, + and spaces).")
+    sms: str | None = Field(default=None, description="Number to text.")
+    sms_body: str | None = Field(default=None, description="The word to text, e.g. 'HOME'.")
+    url: str | None = Field(default=None, description="Web page of the service (https).")
 
 
 class Conflict(BaseModel):
@@ -87,31 +126,76 @@ class Message(BaseModel):
     content: str
 
 
-AnswerKind = Literal["answer", "no_answer", "crisis", "refusal"]
+class Question(BaseModel):
+    """What an answerer is asked: the user's own words, the conversation, and the query retrieval ran."""
+
+    text: str = Field(description="The user's message as written.")
+    history: list[Message] = Field(default_factory=list, description="Earlier turns, oldest first.")
+    query: str = Field(description="The standalone, spelling-corrected query retrieval embedded.")
+
+
+AnswerKind = Literal["answer", "no_answer", "crisis", "refusal", "smalltalk"]
+RiskTier = Literal["none", "concern", "crisis"]
 
 
 class Answer(BaseModel):
-    """The Answer contract shared by the CLI's --json and the HTTP API."""
+    """The Answer contract shared by the CLI's --json and the HTTP API: data until a renderer turns it into text."""
 
     kind: AnswerKind
-    answer: str
+    statements: list[Statement] = Field(default_factory=list)
     citations: list[Citation] = Field(default_factory=list)
     disclaimer: str = ""
-    conflicts: list[Conflict] = Field(default_factory=list)
     notice: str | None = Field(
         default=None,
         description="Set when the reply is degraded, e.g. the LLM failed and the extractive answer is shown.",
     )
     answerer: str = Field(default="extractive", description="Which answerer wrote the reply.")
-    resources: list[str] = Field(default_factory=list, description="Crisis resources shown with this reply.")
+    resources: list[Resource] = Field(default_factory=list, description="Crisis resources shown with this reply.")
+    risk: RiskTier = Field(
+        default="none",
+        description="What the safety check found: 'concern' adds resources, 'crisis' is the crisis reply.",
+    )
+    language: str = Field(default="en", description="Language of the bot's own words in this reply (ISO 639-1).")
+
+    @computed_field(  # type: ignore[prop-decorator]  # pydantic's documented way; mypy cannot see through it
+        description="The whole reply as plain text with [n] markers (for clients that show text only)."
+    )
+    @property
+    def answer(self) -> str:
+        from bpd_rag.render import answer_text  # the renderer imports this module
+
+        return answer_text(self)
+
+    @computed_field(  # type: ignore[prop-decorator]  # as above
+        description="Disagreements between the sources that the answer names, with their citations."
+    )
+    @property
+    def conflicts(self) -> list[Conflict]:
+        return [Conflict(summary=s.text, citation_ids=s.citation_ids) for s in self.statements if s.kind == "conflict"]
 
 
-TriageKind = Literal["ok", "crisis", "refusal"]
+DecisionAction = Literal["answer", "crisis", "refuse"]
 
 
-class Triage(BaseModel):
-    """What the safety layer decided about a message before retrieval."""
+class SafetyDecision(BaseModel):
+    """What the safety layer decided about a message; the pipeline composes the reply from it."""
 
-    kind: TriageKind
-    category: str = ""
-    reason: str = ""
+    action: DecisionAction = Field(default="answer", description="Answer normally, reply to a crisis, or refuse.")
+    risk: RiskTier = Field(default="none", description="'concern' adds a check-in and the resources to the reply.")
+    category: str = Field(
+        default="", description="Why: the crisis kind (e.g. 'overdose'), 'injection', an advice kind."
+    )
+    reason: str = Field(default="", description="What decided it (a pattern id, a model probability), for logs.")
+    language: str = Field(default="en", description="Language of the message (ISO 639-1), for the reply's own words.")
+    general_question: str | None = Field(
+        default=None, description="Advice refusals: a general question whose cited answer may be added."
+    )
+    footer: bool = Field(default=False, description="The message is about a risk topic: show the resources' footer.")
+
+
+class ReplyReview(BaseModel):
+    """What the safety layer found in a reply before it is sent."""
+
+    leaks_prompt: bool = Field(default=False, description="The reply repeats the system prompt: replace it.")
+    drop_citations: list[int] = Field(default_factory=list, description="Citations quoting instruction-like text.")
+    footer: bool = Field(default=False, description="The reply is about a risk topic: show the resources' footer.")

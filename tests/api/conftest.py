@@ -14,30 +14,30 @@ from bpd_rag.api import create_app
 from bpd_rag.api.deps import get_pipeline
 from bpd_rag.embeddings import HashEmbedder
 from bpd_rag.pipeline import Pipeline
+from bpd_rag.prompts import default_prompts_dir, load_crisis_texts
 from bpd_rag.settings import Settings
-from bpd_rag.types import Answer, Citation, Message
+from bpd_rag.types import Answer, Citation, Message, Statement
 from tests.conftest import CORPUS, make_settings
 
 # Asked of the hash-embedder index, this question gets an answer with a citation.
 ANSWERED = "bladder problems incontinence urinating"
 
-CRISIS_RESOURCES = [
-    "Call or text 988 (Suicide & Crisis Lifeline)",
-    "Text HOME to 741741 (Crisis Text Line)",
-    "Call 911 or go to the nearest emergency room if you are in immediate danger",
-]
+US_RESOURCES = load_crisis_texts(default_prompts_dir(), "US").language("en").resources
+CRISIS_RESOURCES = [r.text for r in US_RESOURCES]
 CRISIS = Answer(
     kind="crisis",
-    answer="I'm really sorry you're going through this. You matter, and you don't have to face this alone.\n"
-    + "\n".join(f"- {r}" for r in CRISIS_RESOURCES)
-    + "\nIf you are a patient of the clinic, please also tell your care team.",
-    resources=CRISIS_RESOURCES,
+    statements=[
+        Statement(kind="safety", text="I'm really sorry you're going through this. You matter.", resources=True),
+        Statement(kind="safety", text="If you are a patient of the clinic, please also tell your care team."),
+    ],
+    resources=list(US_RESOURCES),
+    risk="crisis",
     answerer="safety",
 )
 
 
-def cited_answer(text: str = "Ketamine was given at 0.5 mg/kg. [1]", **citation: Any) -> Answer:
-    """An answer with one citation (fields of the citation may be replaced)."""
+def cited_answer(text: str = "Ketamine was given at 0.5 mg/kg.", **citation: Any) -> Answer:
+    """An answer with one plain statement citing one quote (fields of the citation may be replaced)."""
     fields: dict[str, Any] = {
         "id": 1,
         "doc_id": "pip-pilot-rct-blog",
@@ -49,7 +49,12 @@ def cited_answer(text: str = "Ketamine was given at 0.5 mg/kg. [1]", **citation:
         "start": 10,
     }
     fields.update(citation)
-    return Answer(kind="answer", answer=text, citations=[Citation(**fields)], disclaimer="Not medical advice.")
+    return Answer(
+        kind="answer",
+        statements=[Statement(kind="plain", text=text, citation_ids=[1], lead=True)],
+        citations=[Citation(**fields)],
+        disclaimer="Not medical advice.",
+    )
 
 
 class StubPipeline:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from bpd_rag.api import create_app
 from bpd_rag.api.streaming import text_pieces
 from bpd_rag.errors import ConfigurationError, IndexMissingError, LLMUnavailableError
-from bpd_rag.types import Conflict, Message
+from bpd_rag.types import Message, Statement
 from tests.api.conftest import ANSWERED, StubPipeline, api_settings, cited_answer, stub_client
 from tests.api.sse import parse_sse
 from tests.conftest import CORPUS
@@ -162,9 +162,9 @@ def test_a_pipeline_that_cannot_be_built_makes_readyz_say_why(tmp_path: Path, ha
 
 
 def test_the_answer_contract_is_kept_for_every_kind(app: FastAPI) -> None:
-    answer = cited_answer(url="https://example.org/a").model_copy(
-        update={"conflicts": [Conflict(summary="Sources disagree on dose", citation_ids=[1])], "notice": "degraded"}
-    )
+    answer = cited_answer(url="https://example.org/a")
+    conflict = Statement(kind="conflict", text="Sources disagree on dose", citation_ids=[1])
+    answer = answer.model_copy(update={"statements": [*answer.statements, conflict], "notice": "degraded"})
     body = stub_client(app, StubPipeline(answer)).post("/api/chat", json={"message": "q"}).json()
     expected = answer.model_dump(mode="json")
     assert {k: body[k] for k in expected} == expected
@@ -173,4 +173,5 @@ def test_the_answer_contract_is_kept_for_every_kind(app: FastAPI) -> None:
 def test_a_crisis_message_gets_the_crisis_reply_with_resources(client: TestClient) -> None:
     body = client.post("/api/chat", json={"message": "I want to kill myself tonight"}).json()
     assert body["kind"] == "crisis" and body["citations"] == []
-    assert any("988" in r for r in body["resources"])
+    assert any(r["call"] == "988" for r in body["resources"])
+    assert "988" in body["answer"] and body["risk"] == "crisis"

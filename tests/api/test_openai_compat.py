@@ -88,7 +88,9 @@ def test_streamed_completion_chunks(app: FastAPI) -> None:
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     assert text == CRISIS.answer
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
-    assert chunks[-1]["bpd_rag"]["kind"] == "crisis" and chunks[-1]["bpd_rag"]["resources"] == CRISIS.resources
+    assert chunks[-1]["bpd_rag"]["kind"] == "crisis" and chunks[-1]["bpd_rag"]["resources"] == [
+        r.model_dump() for r in CRISIS.resources
+    ]
 
 
 # --- against a real server -----------------------------------------------------------------------------

@@ -7,15 +7,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 
 from bpd_rag.api import create_app
 from bpd_rag.api.deps import get_pipeline
+from bpd_rag.api.schemas import ChatResponse
 from bpd_rag.feedback import FeedbackStore
+from bpd_rag.prompts import default_prompts_dir, load_crisis_texts
 from bpd_rag.settings import Settings
+from bpd_rag.types import Answer, Statement
 from tests.api.conftest import ANSWERED, CRISIS, StubPipeline, api_settings, cited_answer
 from tests.api.servers import ThreadServer
 from tests.conftest import ROOT
@@ -35,6 +41,7 @@ PHONE = {"width": 375, "height": 812}
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium: run `make chromium`")
 
+US = load_crisis_texts(default_prompts_dir(), "US").language("en")
 Page = playwright_sync.Page
 expect = playwright_sync.expect
 
@@ -153,23 +160,30 @@ def test_text_appears_as_it_streams_then_the_sources(page: Page, stubbed: tuple[
     page.evaluate("""window.__push('ta\\r\\ndata: {"text": "was studied. [1][2]"}\\r\\n\\r')""")
     page.evaluate("window.__push('\\n: ping\\r\\n\\r\\n')")
     expect(pending).to_have_text("Ketamine was studied. [1][2]")
-    done = {
-        "id": "00000000-0000-0000-0000-000000000001",
-        "kind": "answer",
-        "answer": "Ketamine was studied. [1][2]",
-        "citations": [
-            cited_answer(url="https://example.org/trial").citations[0].model_dump(),
-            cited_answer(id=2, source_type="news", url="javascript:alert(1)").citations[0].model_dump(),
-        ],
-        "disclaimer": "General information, not medical advice.",
-        "conflicts": [{"summary": "The sources disagree about the dose.", "citation_ids": [1, 2]}],
-        "resources": [],
-    }
+    done = ChatResponse.of(
+        Answer(
+            kind="answer",
+            statements=[
+                Statement(kind="plain", text="Ketamine was studied.", citation_ids=[1, 2], lead=True),
+                Statement(kind="conflict", text="The sources disagree about the dose.", citation_ids=[1, 2]),
+            ],
+            citations=[
+                cited_answer(url="https://example.org/trial").citations[0],
+                cited_answer(id=2, source_type="news", url="javascript:alert(1)").citations[0],
+            ],
+            disclaimer="General information, not medical advice.",
+        ),
+        "00000000-0000-0000-0000-000000000001",
+    ).model_dump(mode="json")
     page.evaluate(
         "(d) => { window.__push('event: done\\ndata: ' + JSON.stringify(d) + '\\n\\n'); window.__sse.close(); }", done
     )
     reply = page.locator("article.msg.bot:not([aria-busy])")
+    expect(reply.locator(".conflict")).to_have_count(1)  # named once, not also in the text
     expect(reply.locator(".conflict")).to_contain_text("Sources disagree: The sources disagree about the dose. [1] [2]")
+    expect(reply.locator(".text .lead")).to_have_text("Ketamine was studied. [1] [2]")
+    reply.locator(".text .ref").nth(1).click()  # a marker opens its source
+    expect(reply.locator(".source h3")).to_contain_text("[2]")
     reply.get_by_role("button", name="Source 1:").click()
     link = reply.locator(".source a")
     expect(link).to_have_attribute("href", "https://example.org/trial")
@@ -185,7 +199,7 @@ def test_a_crisis_reply_shows_the_resources_first(page: Page, stubbed: tuple[str
     open_widget(page, base_url)
     reply = ask(page, "I don't want to be alive anymore")
     expect(reply).to_have_class("msg bot crisis")
-    expect(reply.locator("h3")).to_have_text("Help is available right now")
+    expect(reply.locator("h3")).to_have_text(US.heading)
     hrefs = reply.locator(".resources a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
     assert hrefs == ["tel:988", "sms:988", "sms:741741?body=HOME", "tel:911"]
     resources_y = reply.locator(".resources").bounding_box()["y"]  # type: ignore[index]
@@ -215,7 +229,7 @@ XSS = "<img src=x onerror=alert(1)>"
 def test_html_in_messages_and_answers_is_shown_as_text(page: Page, stubbed: tuple[str, StubPipeline]) -> None:
     base_url, stub = stubbed
     stub.answer = cited_answer(
-        text='<img src=x onerror="window.__xss=1"><b>bold</b> [1]',
+        text='<img src=x onerror="window.__xss=1"><b>bold</b>',
         title="<script>window.__xss=2</script>",
         quote='<svg onload="window.__xss=3">',
     )
@@ -268,8 +282,10 @@ def test_keyboard_only(page: Page, live: tuple[str, Settings]) -> None:
 def test_conversation_survives_a_reload_and_is_sent_as_history(page: Page, live: tuple[str, Settings]) -> None:
     base_url, _ = live
     open_widget(page, base_url)
-    first = ask(page, ANSWERED)
-    answer_text = first.locator(".text").inner_text()
+    with page.expect_response("**/api/chat/stream") as response:
+        ask(page, ANSWERED)
+    done = response.value.text().split("event: done", 1)[1]
+    answer_text = json.loads(done.split("data: ", 1)[1].split("\r\n", 1)[0].split("\n", 1)[0])["answer"]
     page.reload()
     expect(page.get_by_role("dialog")).to_be_visible()  # it was open: it stays open
     expect(page.locator(".msg.user")).to_have_count(1)
@@ -293,6 +309,42 @@ def test_errors_are_shown_in_the_chat(page: Page, stubbed: tuple[str, StubPipeli
     )
     page.keyboard.press("Enter")
     expect(page.get_by_role("alert")).to_contain_text("the limit is 2000")
+
+
+def test_crisis_links_come_from_the_structured_numbers_of_the_locale_file(
+    page: Page, tmp_path_factory: pytest.TempPathFactory, hash_index: Path
+) -> None:
+    # A test locale: numbers written with spaces, which reading the text for digits used to split into
+    # several wrong links (tel:116, tel:123). These are test data for the link builder, not a shipped locale.
+    prompts = tmp_path_factory.mktemp("prompts") / "prompts"
+    shutil.copytree(default_prompts_dir(), prompts)
+    data = yaml.safe_load((prompts / "crisis" / "US.yaml").read_text("utf-8"))
+    data["locale"] = "GB"
+    data["languages"]["en"]["resources"] = [
+        {"label": "Samaritans", "text": "Call Samaritans on 116 123", "call": "116 123"},
+        {"label": "Helpline", "text": "Call 0800 689 5652 in the evening", "call": "0800 689 5652"},
+    ]
+    (prompts / "crisis" / "GB.yaml").write_text(yaml.safe_dump(data), "utf-8")
+    settings = api_settings(tmp_path_factory.mktemp("gb"), hash_index, rate_limit_per_minute=1000)
+    settings = settings.model_copy(
+        update={"prompts_dir": prompts, "safety": settings.safety.model_copy(update={"locale": "GB"})}
+    )
+    with ThreadServer(create_app(settings)) as server:
+        open_widget(page, server.base_url)
+        reply = ask(page, "I want to kill myself tonight")
+        hrefs = reply.locator(".resources a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+        assert hrefs == ["tel:116123", "tel:08006895652"]
+        footer = page.locator(".crisis-line a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+        assert footer == ["tel:116123"]
+
+
+def test_the_widget_shows_no_fixed_text_of_its_own(live: tuple[str, Settings]) -> None:
+    source = (ROOT / "src" / "bpd_rag" / "api" / "static" / "widget.js").read_text("utf-8")
+    for text in ("988", "Help is available", "Ask about ketamine", "Helpful?", "Looking in the clinic"):
+        assert text not in source, text
+    base_url, _ = live
+    served = httpx.get(f"{base_url}/widget.js").text
+    assert "Ask about ketamine &amp; BPD" not in served and '"launcher": "Ask about ketamine & BPD"' in served
 
 
 @pytest.mark.parametrize(("name", "viewport"), [("desktop", DESKTOP), ("phone", PHONE)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from bpd_rag.types import Answer, Citation, Passage
+from bpd_rag.types import Answer, Citation, Passage, Question
 
 
 class Answerer(Protocol):
@@ -13,7 +13,9 @@ class Answerer(Protocol):
 
     name: str
 
-    def answer(self, question: str, passages: Sequence[Passage]) -> Answer: ...
+    def answer(self, question: Question, passages: Sequence[Passage]) -> Answer:
+        """An answer to the question from the passages (question.query is what retrieval ran)."""
+        ...
 
 
 def make_citation(citation_id: int, passage: Passage, start: int, end: int) -> Citation:
@@ -25,6 +27,7 @@ def make_citation(citation_id: int, passage: Passage, start: int, end: int) -> C
         chunk_id=chunk.chunk_id,
         title=chunk.title,
         source_type=chunk.source_type,
+        publisher=chunk.publisher,
         url=chunk.url,
         quote=chunk.text[start:end],
         start=chunk.start + start,

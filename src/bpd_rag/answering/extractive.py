@@ -16,7 +16,7 @@ from bpd_rag.embeddings import Embedder, Vector, cosine
 from bpd_rag.index import embedding_text
 from bpd_rag.prompts import load_prompt
 from bpd_rag.textutil import QUESTION_FILLER, one_edit, sentence_spans, stem, terms
-from bpd_rag.types import Answer, Chunk, Citation, Conflict, Passage, source_type_label
+from bpd_rag.types import Answer, Chunk, Citation, Passage, Question, Statement, source_display
 
 _CACHE_LIMIT = 50_000
 _UNKNOWN_SHARE_VETO = 0.3
@@ -98,8 +98,7 @@ def one_line(text: str) -> str:
 def source_name(passage: Passage) -> str:
     """How a source is named in an answer: publisher (or title) and the kind of source."""
     chunk = passage.chunk
-    name = chunk.publisher or chunk.title or chunk.doc_id
-    return f"{name} ({source_type_label(chunk.source_type)})"
+    return source_display(chunk.publisher, chunk.title, chunk.doc_id, chunk.source_type)
 
 
 class ExtractiveAnswerer:
@@ -224,11 +223,17 @@ class ExtractiveAnswerer:
             cand.score *= coverage
         return sorted(candidates, key=lambda c: -c.score)
 
-    def answer(self, question: str, passages: Sequence[Passage]) -> Answer:
-        ranked = self.score(question, passages)
+    def no_answer(self) -> Answer:
+        """The reply when nothing in the sources answers the question."""
+        return Answer(
+            kind="no_answer", statements=[Statement(kind="info", text=self.no_answer_text)], answerer=self.name
+        )
+
+    def answer(self, question: Question, passages: Sequence[Passage]) -> Answer:
+        ranked = self.score(question.query, passages)
         relevant = [c for c in ranked if c.score >= self.min_score]
         if not relevant:
-            return Answer(kind="no_answer", answer=self.no_answer_text, answerer=self.name)
+            return self.no_answer()
 
         chosen: list[_Candidate] = []
         for cand in relevant:
@@ -269,19 +274,15 @@ class ExtractiveAnswerer:
                     chosen.append(cand)
         citations: list[Citation] = []
         ids: dict[int, int] = {}
-        lines = [self.intro_text]
+        statements = [Statement(kind="info", text=self.intro_text)]
         for cand in chosen:
             passage = passages[cand.passage_index]
             ids[id(cand)] = len(citations) + 1
             citations.append(make_citation(len(citations) + 1, passage, cand.start, cand.end))
-            lines.append(f"- {source_name(passage)}: {one_line(cand.text)} [{ids[id(cand)]}]")
+            statements.append(Statement(kind="quote", text=one_line(cand.text), citation_ids=[ids[id(cand)]]))
         # The same disagreement found between several pairs of sentences is one note citing them all.
         merged: dict[str, set[int]] = {}
         for summary, a, b in conflicts:
             merged.setdefault(summary, set()).update((ids[id(a)], ids[id(b)]))
-        conflict_models = [Conflict(summary=s, citation_ids=sorted(c)) for s, c in merged.items()]
-        for conflict in conflict_models:
-            lines.append(f"Note: {conflict.summary} {' '.join(f'[{n}]' for n in conflict.citation_ids)}")
-        return Answer(
-            kind="answer", answer="\n".join(lines), citations=citations, conflicts=conflict_models, answerer=self.name
-        )
+        statements += [Statement(kind="conflict", text=s, citation_ids=sorted(c)) for s, c in merged.items()]
+        return Answer(kind="answer", statements=statements, citations=citations, answerer=self.name)

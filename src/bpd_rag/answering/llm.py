@@ -8,29 +8,24 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from bpd_rag.answering import Answerer, make_citation
+from bpd_rag.chat_models import ChatMessage, ChatModel
 from bpd_rag.corpus import Erratum, in_errata
 from bpd_rag.errors import LLMUnavailableError
 from bpd_rag.prompts import load_prompt
 from bpd_rag.support import SupportScorer
 from bpd_rag.textutil import sentence_spans, split_sentences
-from bpd_rag.types import Answer, Citation, Passage, source_type_label
-
-if TYPE_CHECKING:
-    from bpd_rag.settings import LLMSettings
+from bpd_rag.types import Answer, Citation, Message, Passage, Question, Statement, source_type_label
 
 log = logging.getLogger(__name__)
 
-# Like pydantic-ai's flag of the same name: tests set it to False (tests/conftest.py) so that nothing
-# reaches a real endpoint unless a test asks for it; checked before every remote call.
-ALLOW_MODEL_REQUESTS = True
-
 SYSTEM_PROMPT = "answer_system.txt"
 USER_PROMPT = "answer_user.txt"
-USER_PROMPT_VARIABLES = frozenset({"passages", "question"})
+USER_PROMPT_VARIABLES = frozenset({"passages", "question", "conversation"})
+# Earlier turns shown to the model, and how much of each (the reader's own words; replies are long).
+CONVERSATION_TURNS = 6
+_TURN_CHARS = 600
 
 # The sentence answer_system.txt tells the model to reply with when the passages do not answer; it has
 # no citation by design, so the post-check recognises it instead of counting it as unsupported.
@@ -46,7 +41,8 @@ NOT_ANSWERED_NOTICE = (
 
 Messages = list[tuple[str, str]]
 
-# One citation group: [3] or [1, 3]; "[1][3]" is two groups.
+# One citation group: [3] or [1, 3]; "[1][3]" is two groups. The only marker syntax the project parses:
+# everywhere else citations are data (Statement.citation_ids).
 _MARKER = re.compile(r"\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]")
 # Markers written after the full stop ("... infusion. [2]", "... with BPD.” [2]") would start the next
 # sentence when split, so they are moved in front of the stop (and any closing quote or bracket) first.
@@ -67,6 +63,19 @@ def format_passages(passages: Sequence[Passage]) -> str:
         text = _BLANKED.sub(" ", chunk.text.strip())  # where without_errata removed a sentence
         blocks.append(f"[{n}] ({source}) {text}")
     return "\n\n".join(blocks)
+
+
+def format_conversation(history: Sequence[Message]) -> str:
+    """The recent turns as the model sees them, oldest first ("(none)" for a first question)."""
+    turns = [m for m in history if m.content.strip()][-CONVERSATION_TURNS:]
+    if not turns:
+        return "(none)"
+    lines = []
+    for m in turns:
+        text = " ".join(m.content.split())
+        text = text if len(text) <= _TURN_CHARS else text[: _TURN_CHARS - 1] + "…"
+        lines.append(f"{'Reader' if m.role == 'user' else 'Assistant'}: {text}")
+    return "\n".join(lines)
 
 
 def without_errata(passages: Sequence[Passage], errata: Sequence[Erratum]) -> list[Passage]:
@@ -178,8 +187,10 @@ def _rewrite(sentence: str, renumber: dict[int, int]) -> str:
     return _clean(_MARKER.sub(replace, sentence))
 
 
-def assemble(checked: CheckedAnswer, passages: Sequence[Passage], support: SupportScorer) -> tuple[str, list[Citation]]:
-    """The answer text with citations renumbered 1..m in order of first use, and one verbatim quote each."""
+def assemble(
+    checked: CheckedAnswer, passages: Sequence[Passage], support: SupportScorer
+) -> tuple[list[Statement], list[Citation]]:
+    """Plain-language statements with citations numbered 1..m in order of first use, and one verbatim quote each."""
     order: list[int] = []
     claims_by_passage: dict[int, list[str]] = {}
     for sentence in checked.kept:
@@ -189,21 +200,16 @@ def assemble(checked: CheckedAnswer, passages: Sequence[Passage], support: Suppo
                 claims_by_passage[n] = []
             claims_by_passage[n].append(sentence.claim)
     renumber = {old: new for new, old in enumerate(order, start=1)}
-    text = " ".join(_rewrite(sentence.text, {n: renumber[n] for n in sentence.cited}) for sentence in checked.kept)
+    statements = [
+        Statement(kind="plain", text=sentence.claim, citation_ids=[renumber[n] for n in sentence.cited], lead=True)
+        for sentence in checked.kept
+    ]
     citations = []
     for old in order:
         passage = passages[old - 1]
         start, end = best_span(claims_by_passage[old], passage, support)
         citations.append(make_citation(renumber[old], passage, start, end))
-    return text, citations
-
-
-def is_openai_endpoint(base_url: str | None) -> bool:
-    """Whether the base URL is OpenAI's own API (no URL means the client's default, which is OpenAI)."""
-    if not base_url:
-        return True
-    host = urlsplit(base_url).hostname or ""
-    return host == "openai.com" or host.endswith(".openai.com")
+    return statements, citations
 
 
 def dropped_notice(count: int) -> str:
@@ -214,20 +220,20 @@ def dropped_notice(count: int) -> str:
 
 
 class LLMAnswerer:
-    """Answers with an OpenAI-compatible chat model; falls back to another answerer when that fails."""
+    """Answers with a chat model; falls back to another answerer when that fails."""
 
     name = "llm"
 
     def __init__(
         self,
-        settings: LLMSettings,
+        model: ChatModel,
         prompts_dir: Path,
         support: SupportScorer,
         fallback: Answerer,
         support_threshold: float,
         errata: Sequence[Erratum] = (),
     ) -> None:
-        self.settings = settings
+        self.model = model
         self.errata = tuple(errata)
         self.prompts_dir = Path(prompts_dir)
         self.support = support
@@ -236,22 +242,22 @@ class LLMAnswerer:
         # Read (and checked) now, not on the first question: a broken template should stop start-up.
         self._system_prompt = load_prompt(self.prompts_dir, SYSTEM_PROMPT)
         self._user_prompt = load_prompt(self.prompts_dir, USER_PROMPT, USER_PROMPT_VARIABLES)
-        self._client: Any = None
 
-    def answer(self, question: str, passages: Sequence[Passage]) -> Answer:
+    def answer(self, question: Question, passages: Sequence[Passage]) -> Answer:
         """A cited answer whose every sentence a cited passage supports, or the fallback's answer with a notice."""
         passages = list(passages)  # the fallback filters the errata itself
         if not passages:
             return self.fallback.answer(question, passages)
         shown = without_errata(passages, self.errata)
         try:
-            generated = self._generate(self.messages(question, shown))
+            generated = self.model.complete(self.messages(question, shown))
         except LLMUnavailableError as exc:
             log.warning("LLM answerer falling back: %s", exc)
             return self._fall_back(question, passages, UNAVAILABLE_NOTICE)
         checked = check_sentences(generated, shown, self.support, self.support_threshold)
         if checked.dropped:
-            log.info("post-check removed %d sentence(s): %s", len(checked.dropped), checked.dropped)
+            # Counts only: generated text repeats the reader's words, which never go to the log at INFO.
+            log.info("post-check removed %d sentence(s)", len(checked.dropped))
         if not checked.kept:
             if checked.said_no_answer and not checked.dropped:
                 fallback = self.fallback.answer(question, passages)
@@ -259,56 +265,18 @@ class LLMAnswerer:
                     return fallback  # both agree the sources do not answer: nothing degraded to announce
                 return fallback.model_copy(update={"notice": NOT_ANSWERED_NOTICE})
             return self._fall_back(question, passages, UNSOURCED_NOTICE)
-        text, citations = assemble(checked, shown, self.support)
+        statements, citations = assemble(checked, shown, self.support)
         notice = dropped_notice(len(checked.dropped)) if checked.dropped else None
-        return Answer(kind="answer", answer=text, citations=citations, notice=notice, answerer=self.name)
+        return Answer(kind="answer", statements=statements, citations=citations, notice=notice, answerer=self.name)
 
-    def messages(self, question: str, passages: Sequence[Passage]) -> Messages:
-        """The (role, content) messages sent to the model; passages go in the user turn, as data."""
-        user = self._user_prompt.format(passages=format_passages(passages), question=question)
-        return [("system", self._system_prompt), ("user", user)]
+    def messages(self, question: Question, passages: Sequence[Passage]) -> list[ChatMessage]:
+        """The messages sent to the model: the reader's own words and recent turns; passages as data."""
+        user = self._user_prompt.format(
+            passages=format_passages(passages),
+            question=question.text,
+            conversation=format_conversation(question.history),
+        )
+        return [ChatMessage(role="system", content=self._system_prompt), ChatMessage(role="user", content=user)]
 
-    def _generate(self, messages: Messages) -> str:
-        """The seam tests replace: send the messages to the endpoint and return the generated text."""
-        if not ALLOW_MODEL_REQUESTS:
-            # Raised, not turned into a fallback, so a test that forgot to stub the model fails loudly.
-            raise RuntimeError("Model requests are blocked: bpd_rag.answering.llm.ALLOW_MODEL_REQUESTS is False.")
-        try:
-            reply = self._chat_client().invoke(messages)
-        # Broad on purpose: connection errors, timeouts, HTTP errors and malformed replies arrive as many
-        # exception types (openai, httpx, pydantic, KeyError...), and every one must degrade to the fallback.
-        except Exception as exc:
-            raise LLMUnavailableError(f"{type(exc).__name__}: {exc}") from exc
-        content = getattr(reply, "content", None)
-        if not isinstance(content, str) or not content.strip():
-            raise LLMUnavailableError(f"The endpoint returned no text ({type(content).__name__}).")
-        return content
-
-    def _chat_client(self) -> Any:
-        if self._client is None:
-            # Imported here: langchain is slow to import and only this answerer needs it.
-            from langchain_openai import ChatOpenAI
-
-            s = self.settings
-            # langchain-openai sends the cap as max_completion_tokens, which OpenAI wants but which
-            # llama-cpp-python's server and llamafile silently ignore (llama-cpp-python issue #1907), so a
-            # self-hosted endpoint gets the legacy max_tokens, which every compatible server reads. Never
-            # both: OpenAI rejects a request that sets the two.
-            cap: dict[str, Any] = (
-                {"max_tokens": s.max_tokens}
-                if is_openai_endpoint(s.base_url)
-                else {"max_tokens": None, "extra_body": {"max_tokens": s.max_tokens}}
-            )
-            self._client = ChatOpenAI(
-                model=s.model,
-                base_url=s.base_url,
-                api_key=s.api_key,
-                timeout=s.timeout_s,
-                temperature=s.temperature,
-                max_retries=0,  # a dead endpoint should fail fast; the fallback answers instead
-                **cap,
-            )
-        return self._client
-
-    def _fall_back(self, question: str, passages: Sequence[Passage], notice: str) -> Answer:
+    def _fall_back(self, question: Question, passages: Sequence[Passage], notice: str) -> Answer:
         return self.fallback.answer(question, passages).model_copy(update={"notice": notice})

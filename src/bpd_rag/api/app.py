@@ -93,7 +93,15 @@ def create_app(settings: Settings | None = None, pipeline_factory: PipelineFacto
     )
     app.state.pipeline_factory = pipeline_factory
     install_error_handlers(app)
-    for router in (chat.router, openai.router, feedback.router, health.router, widget.router, docs.router):
+    for router in (
+        chat.router,
+        openai.router,
+        feedback.router,
+        health.router,
+        widget.router,
+        widget.texts_router,
+        docs.router,
+    ):
         app.include_router(router)
     # Added innermost first: request ids and metrics see every response, CORS headers go on errors too.
     app.add_middleware(BodyGuardMiddleware, max_bytes=settings.api.max_body_bytes)

@@ -13,9 +13,8 @@ from sse_starlette import ServerSentEvent
 from bpd_rag.api.errors import ApiError
 from bpd_rag.api.schemas import ChatResponse
 from bpd_rag.api.streaming import text_pieces
-from bpd_rag.types import Message, source_type_label
-
-SOURCES_HEADING = "Sources:"
+from bpd_rag.render import openai_text, without_sources
+from bpd_rag.types import Message
 
 
 class ContentPart(BaseModel):
@@ -86,11 +85,6 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-def _without_sources(text: str) -> str:
-    """An earlier assistant reply without the Sources block this API appended to it."""
-    return text.split(f"\n\n{SOURCES_HEADING}\n", 1)[0]
-
-
 def to_question(request: ChatCompletionRequest) -> tuple[str, list[Message]]:
     """The last user message as the question; earlier user/assistant messages as history (system ignored)."""
     turns = [m for m in request.messages if m.role in ("user", "assistant")]
@@ -104,26 +98,15 @@ def to_question(request: ChatCompletionRequest) -> tuple[str, list[Message]]:
     history = [
         Message(role="user", content=m.text())
         if m.role == "user"
-        else Message(role="assistant", content=_without_sources(m.text()))
+        else Message(role="assistant", content=without_sources(m.text()))
         for m in turns[:-1]
     ]
     return turns[-1].text(), history
 
 
 def completion_text(reply: ChatResponse) -> str:
-    """The answer with its notice, disclaimer and a Sources block ([n] title — source type — quote)."""
-    parts = [reply.answer]
-    if reply.notice:
-        parts.append(reply.notice)
-    if reply.disclaimer:
-        parts.append(reply.disclaimer)
-    if reply.citations:
-        lines = [SOURCES_HEADING]
-        for c in reply.citations:
-            link = f" ({c.url})" if c.url else ""
-            lines.append(f"[{c.id}] {c.title} — {source_type_label(c.source_type)} — “{c.quote}”{link}")
-        parts.append("\n".join(lines))
-    return "\n\n".join(parts)
+    """The answer with its notice, disclaimer, the crisis resources and a Sources block (bpd_rag.render)."""
+    return openai_text(reply)
 
 
 def completion_id(reply: ChatResponse) -> str:

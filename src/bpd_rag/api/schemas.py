@@ -24,6 +24,11 @@ class ChatResponse(Answer):
 
     id: str = Field(description="Id of this answer (a UUID); send it to POST /api/feedback.")
 
+    @classmethod
+    def of(cls, answer: Answer, answer_id: str) -> ChatResponse:
+        """The answer with its id (the rendered fields are computed again, not copied)."""
+        return cls(id=answer_id, **answer.model_dump(exclude={"answer", "conflicts"}))
+
 
 class FeedbackRequest(BaseModel):
     """A thumbs up or down on one answer, with an optional comment."""

@@ -100,7 +100,7 @@ class ChatService:
         self.metrics.answer_latency.observe(elapsed)
         self.state.answer_kind = answer.kind
         self.state.answer_ms = elapsed * 1000
-        return ChatResponse(id=answer_id, **answer.model_dump())
+        return ChatResponse.of(answer, answer_id)
 
     def _answer(
         self, message: str, history: list[Message], answer_id: str, channel: str, request_id: str

@@ -20,7 +20,7 @@ from bpd_rag.corpus import load_corpus
 from bpd_rag.embeddings import Embedder
 from bpd_rag.prompts import load_prompt
 from bpd_rag.settings import Settings
-from bpd_rag.types import Answer, Chunk, Document, Message, Passage
+from bpd_rag.types import Answer, Chunk, Document, Message, Passage, Question
 
 CHUNK_SIZE = 1000
 CHUNK_OVERLAP = 200
@@ -114,7 +114,8 @@ class BaselinePipeline:
 
     def ask(self, message: str, history: Sequence[Message] = ()) -> Answer:
         """Answer the message alone (the plain recipe ignores earlier turns)."""
-        answer = self.answerer.answer(message, self.retrieve(message))
+        question = Question(text=message, history=list(history), query=message)
+        answer = self.answerer.answer(question, self.retrieve(message))
         if answer.kind == "answer" and self.disclaimer:
             answer = answer.model_copy(update={"disclaimer": self.disclaimer})
         return answer

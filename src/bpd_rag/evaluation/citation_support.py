@@ -6,17 +6,18 @@ with Citations"): citation recall and precision of one answer, with a pluggable 
 - A citation is *relevant* when its statement is supported and the citation either supports it on its
   own or is needed (the other citations do not suffice). Citation precision = relevant citations / citations.
 
-The evidence of a citation is its quote: the verbatim passage the reader is shown (the same in every
-mode, including a server evaluated over HTTP). Sentences that restate a conflict the answer flags
-("The sources give different numbers ...") are judged by the conflict rules and the conflict gold items,
-not here: they name sources rather than make a claim a passage could support.
+The statements are the answer's quoted and plain-language sentences, with the citation ids they rest
+on (Answer.statements: no text is parsed). The evidence of a citation is its quote: the verbatim
+passage the reader is shown (the same in every mode, including a server evaluated over HTTP). Notes that
+the sources disagree are judged by the conflict rules and the conflict gold items, not here: they name
+sources rather than make a claim a passage could support.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bpd_rag.evaluation.metrics import Boilerplate, answer_sentences, cited_ids, strip_markers
+from bpd_rag.evaluation.metrics import claims
 from bpd_rag.support import SupportScorer
 from bpd_rag.types import Answer
 
@@ -41,13 +42,7 @@ class SupportResult:
         return self.relevant / self.citations if self.citations else None
 
 
-def _is_conflict_note(claim: str, answer: Answer) -> bool:
-    return any(strip_markers(c.summary).rstrip(".") in claim for c in answer.conflicts if c.summary.strip())
-
-
-def citation_support(
-    answer: Answer, scorer: SupportScorer, threshold: float, boilerplate: Boilerplate | None = None
-) -> SupportResult:
+def citation_support(answer: Answer, scorer: SupportScorer, threshold: float) -> SupportResult:
     """ALCE citation recall and precision of the answer under the scorer (support >= threshold counts)."""
     result = SupportResult()
     quotes = {c.id: c.quote for c in answer.citations}
@@ -62,18 +57,16 @@ def citation_support(
             memo[claim, evidence] = scorer.support(claim, evidence) >= threshold
         return memo[claim, evidence]
 
-    for sentence in answer_sentences(answer, boilerplate):
-        claim = strip_markers(sentence)
-        if _is_conflict_note(claim, answer):
-            continue
-        ids = [n for n in cited_ids(sentence) if n in quotes]
+    for statement in claims(answer):
+        claim = statement.text
+        ids = [n for n in statement.citation_ids if n in quotes]
         result.statements += 1
         all_support = supports(claim, ids)
         if all_support:
             result.supported += 1
         else:
             result.unsupported.append(claim)
-        for n in cited_ids(sentence):
+        for n in statement.citation_ids:
             result.citations += 1
             # As in ALCE's scorer: no citation of an unsupported statement counts; of a supported one, a
             # citation is irrelevant when it fails alone while the others still support the statement.

@@ -3,6 +3,7 @@ write eval/reports/<timestamp>/report.{json,md,html} and print the summary."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections import Counter
 from pathlib import Path
@@ -21,6 +22,9 @@ from bpd_rag.evaluation.scoring import METRICS
 from bpd_rag.evaluation.targets import Target
 from bpd_rag.evaluation.thresholds import check_thresholds, load_thresholds
 from bpd_rag.settings import Settings
+
+# What the evaluation needs beyond the bot itself: the `eval` extra of the package.
+_EVAL_MODULES = ("matplotlib", "textstat", "langchain_chroma", "langchain_text_splitters")
 
 _out = Console()
 _err = Console(stderr=True)
@@ -106,6 +110,12 @@ def eval_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Evaluate answers against the gold set: retrieval, reply kinds, citations, phrases, readability, latency."""
+    missing = [m for m in _EVAL_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise _fail(
+            f"The evaluation needs packages that are not installed ({', '.join(missing)}). "
+            "Install them with: pip install 'bpd-rag[eval]' (make test does this)."
+        )
     try:
         report, folder = _evaluate(against, baseline, llm_judge, gold, thresholds, out_dir, category or [])
     except BpdRagError as exc:

@@ -12,7 +12,6 @@ from bpd_rag.corpus import load_corpus
 from bpd_rag.embeddings import Embedder, Vector
 from bpd_rag.errors import ConfigurationError
 from bpd_rag.evaluation.gold import GoldItem, load_gold
-from bpd_rag.evaluation.metrics import Boilerplate
 from bpd_rag.evaluation.retrieval_metrics import Span, locate_quotes
 from bpd_rag.evaluation.scoring import (
     ItemScore,
@@ -74,13 +73,12 @@ def scoring_context(
     judge: SupportScorer | None = None,
     safety_layer: bool | None = None,
 ) -> ScoringContext:
-    """The corpus texts, the bot's boilerplate and the support scorers, from the settings' folders."""
+    """The corpus texts and the support scorers, from the settings."""
     documents = {d.doc_id: d.text for d in load_corpus(settings.corpus_dir).documents}
     if not documents:
         raise ConfigurationError(f"No documents in {settings.corpus_dir}. Set BPD_RAG_CORPUS_DIR to the corpus folder.")
     return ScoringContext(
         documents=documents,
-        boilerplate=Boilerplate.from_prompts(settings.prompts_dir),
         scorer=scorer,
         support_threshold=settings.answer.support_threshold,
         judge=judge,
@@ -101,12 +99,12 @@ class CachedEmbedder:
         self._limit = limit
         self._vectors: dict[str, Vector] = {}
 
-    def embed_documents(self, texts: Sequence[str], queries: Sequence[str] = ()) -> list[Vector]:
+    def embed_documents(self, texts: Sequence[str]) -> list[Vector]:
         missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
         if missing:
             if len(self._vectors) + len(missing) > self._limit:
                 self._vectors.clear()
-            self._vectors.update(zip(missing, self.embedder.embed_documents(missing, queries), strict=True))
+            self._vectors.update(zip(missing, self.embedder.embed_documents(missing), strict=True))
         return [self._vectors[t] for t in texts]
 
     def embed_query(self, text: str) -> Vector:

@@ -11,9 +11,7 @@ from pydantic import BaseModel, Field
 from bpd_rag.evaluation.citation_support import citation_support
 from bpd_rag.evaluation.gold import GoldItem
 from bpd_rag.evaluation.metrics import (
-    Boilerplate,
     citation_problems,
-    cited_ids,
     confusion_matrix,
     mean,
     percentile,
@@ -92,7 +90,6 @@ class ScoringContext:
     """What scoring needs besides the item and the reply."""
 
     documents: Mapping[str, str]
-    boilerplate: Boilerplate
     scorer: SupportScorer
     support_threshold: float
     judge: SupportScorer | None = None
@@ -182,18 +179,18 @@ def score_item(item: GoldItem, spans: Sequence[Span], obs: Observation, ctx: Sco
     score.forbidden = phrases_forbidden(shown, item.must_not_contain)
     score.disclaimer_ok = bool(answer.disclaimer.strip()) if item.disclaimer_required else None
     score.citation_problems = citation_problems(answer, ctx.documents)
-    score.cites = bool(answer.citations or cited_ids(answer.answer))
+    score.cites = bool(answer.citations or any(s.citation_ids for s in answer.statements))
     if answer.kind == "answer" or answer.citations:  # crisis, refusal and no-answer texts claim nothing
-        support = citation_support(answer, ctx.scorer, ctx.support_threshold, ctx.boilerplate)
+        support = citation_support(answer, ctx.scorer, ctx.support_threshold)
         score.statements, score.supported = support.statements, support.supported
         score.citations, score.relevant = support.citations, support.relevant
         score.unsupported = support.unsupported
     if ctx.judge is not None and (answer.kind == "answer" or answer.citations):
-        judged = citation_support(answer, ctx.judge, ctx.judge_threshold, ctx.boilerplate)
+        judged = citation_support(answer, ctx.judge, ctx.judge_threshold)
         score.judge_statements, score.judge_supported = judged.statements, judged.supported
         score.judge_citations, score.judge_relevant = judged.citations, judged.relevant
     if answer.kind == "answer":
-        score.grade = readability_grade(readable_text(answer, ctx.boilerplate))
+        score.grade = readability_grade(readable_text(answer))
     score.reasons = _reasons(item, score)
     score.stage = _stage(item, score, answer, ctx) if score.reasons else None
     return score

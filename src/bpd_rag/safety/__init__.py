@@ -2,6 +2,6 @@
 checks after answering. Patterns and exemplars are data (data/safety/); every text it says is in prompts/."""
 
 from bpd_rag.safety.crisis import CrisisDetector
-from bpd_rag.safety.guard import SafetyGuard, SafetyTexts, ensure_safe_to_serve
+from bpd_rag.safety.guard import SafetyGuard, ensure_safe_to_serve
 
-__all__ = ["CrisisDetector", "SafetyGuard", "SafetyTexts", "ensure_safe_to_serve"]
+__all__ = ["CrisisDetector", "SafetyGuard", "ensure_safe_to_serve"]

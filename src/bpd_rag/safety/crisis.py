@@ -13,7 +13,7 @@ import numpy as np
 from bpd_rag.embeddings import Embedder
 from bpd_rag.safety.rules import Rule
 from bpd_rag.safety.text import Spelling, split_sentences
-from bpd_rag.types import Triage
+from bpd_rag.types import SafetyDecision
 
 # A sentence (or the whole message) is a crisis when its best crisis exemplar scores at least FLOOR and
 # beats the best research exemplar by MARGIN (cosine, packaged MiniLM model). Chosen on the table in
@@ -70,28 +70,28 @@ class CrisisDetector:
         self._lock = threading.Lock()
         self._exemplar_vectors: tuple[np.ndarray, np.ndarray] | None = None
 
-    def assess(self, message: str, queries: Sequence[str] = ()) -> Triage:
-        """kind "crisis" (with the rule or the similarity that decided it) or kind "ok".
-
-        queries: what retrieval will embed next when the message is no crisis, embedded in the same model run.
-        """
+    def assess(self, message: str) -> SafetyDecision:
+        """A crisis decision (with the rule or the similarity that decided it), or the default: answer."""
         sentences = [self.spelling.normalise(s) for s in split_sentences(message)]
         sentences = [s for s in sentences if s]
         for sentence in sentences:
             rule = self.match(sentence)
             if rule is not None:
-                return Triage(kind="crisis", category=rule.category, reason=f"pattern {rule.id}")
-        for sim in self.similarities(sentences, queries):
+                return SafetyDecision(
+                    action="crisis", risk="crisis", category=rule.category, reason=f"pattern {rule.id}"
+                )
+        for sim in self.similarities(sentences):
             if self.is_crisis(sim):
-                return Triage(
-                    kind="crisis",
+                return SafetyDecision(
+                    action="crisis",
+                    risk="crisis",
                     category="similarity",
                     reason=(
                         f"similarity {sim.crisis:.2f} to {sim.crisis_exemplar!r}, "
                         f"{sim.research:.2f} to {sim.research_exemplar!r}"
                     ),
                 )
-        return Triage(kind="ok")
+        return SafetyDecision()
 
     def is_crisis(self, sim: Similarity) -> bool:
         """The similarity rule: close to a crisis statement, and clearly closer than to any research question."""
@@ -116,7 +116,7 @@ class CrisisDetector:
         # personal: about the writer, or at least not a question about people in general
         return bool(self.first.search(sentence)) or not self.generic.search(sentence)
 
-    def similarities(self, sentences: Sequence[str], queries: Sequence[str] = ()) -> list[Similarity]:
+    def similarities(self, sentences: Sequence[str]) -> list[Similarity]:
         """Similarity of each sentence, and of the whole message when it has several."""
         units = [s for s in sentences if len(s.split()) >= _MIN_WORDS]
         if len(sentences) > 1:
@@ -124,7 +124,7 @@ class CrisisDetector:
         if not units:
             return []
         crisis_vectors, research_vectors = self._exemplars()
-        vectors = np.asarray(self.embedder.embed_documents(units, queries), dtype=np.float32)
+        vectors = np.asarray(self.embedder.embed_documents(units), dtype=np.float32)
         crisis = vectors @ crisis_vectors.T
         research = vectors @ research_vectors.T
         out = []

@@ -1,11 +1,11 @@
-"""SafetyGuard: triage before retrieval (crisis, prompt injection, personal medical advice) and the checks
-after answering (crisis resources, prompt leaks); also flags instruction-like text in corpus documents."""
+"""SafetyGuard: decides what to do with a message before retrieval (crisis, refusal of prompt injection or
+personal medical advice, or answer, with the risk tier) and checks replies before they are sent; also
+flags instruction-like text in corpus documents. It returns decisions: the pipeline composes the reply."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 from bpd_rag.embeddings import Embedder
@@ -13,19 +13,14 @@ from bpd_rag.errors import ConfigurationError
 from bpd_rag.prompts import load_prompt, template_variables
 from bpd_rag.safety.crisis import DEFAULT_FLOOR, DEFAULT_MARGIN, CrisisDetector
 from bpd_rag.safety.rules import Rule, compile_regex, default_data_dir, load_rules, read_lines, read_yaml
-from bpd_rag.safety.text import Spelling, split_sentences
+from bpd_rag.safety.text import Spelling
 from bpd_rag.settings import Settings
 from bpd_rag.textutil import load_known_words
-from bpd_rag.types import Answer, Message, Triage
+from bpd_rag.types import Answer, Message, ReplyReview, RiskTier, SafetyDecision
 
-# Answers a question from the sources; the pipeline passes its own (retrieval + extractive answerer).
-Lookup = Callable[[str], Answer]
-
-_LOCALE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")
 _CACHE_LIMIT = 4096
 _SCANNED_SUFFIXES = (".md", ".txt")  # files whose lines are the document's lines, so line numbers match
 _LEAK_MIN_CHARS = 40  # a copied line of the system prompt this long is a leak, not a coincidence
-_MARKER = re.compile(r"\[(\d+)\]")
 
 
 def ensure_safe_to_serve(settings: Settings) -> None:
@@ -39,62 +34,15 @@ def ensure_safe_to_serve(settings: Settings) -> None:
     )
 
 
-@dataclass(frozen=True)
-class SafetyTexts:
-    """Everything the safety layer says, read from prompts/ (reviewed wording, no literals in code)."""
-
-    crisis: str
-    resources: tuple[str, ...]
-    reminder: str
-    refusal_advice: str
-    refusal_general: str
-    refusal_injection: str
-    disclaimer: str
-    answer_intro: str
-    no_answer: str
-    system_lines: tuple[str, ...]
-
-    @classmethod
-    def load(cls, prompts_dir: Path, locale: str) -> SafetyTexts:
-        """Read and check the safety texts; the crisis file for the locale must list its resources as "- " lines."""
-        if not _LOCALE.fullmatch(locale):
-            raise ConfigurationError(
-                f"Safety locale {locale!r} is not a locale code. Set BPD_RAG_SAFETY__LOCALE to e.g. US."
-            )
-        crisis_file = Path("crisis") / f"{locale}.txt"
-        if not (Path(prompts_dir) / crisis_file).is_file():
-            raise ConfigurationError(
-                f"No crisis resources for locale {locale!r}: add {Path(prompts_dir) / crisis_file} "
-                "or set BPD_RAG_SAFETY__LOCALE to a locale that has one (e.g. US)."
-            )
-        crisis = load_prompt(prompts_dir, str(crisis_file))
-        resources = tuple(line[2:].strip() for line in crisis.splitlines() if line.startswith("- "))
-        if not resources:
-            raise ConfigurationError(
-                f"{Path(prompts_dir) / crisis_file} lists no resources; write each one on a line starting with '- '."
-            )
-        system = _read_any_prompt(prompts_dir, "answer_system.txt")
-        system_lines = tuple(_squash(line) for line in system.splitlines() if len(_squash(line)) >= _LEAK_MIN_CHARS)
-        return cls(
-            crisis=crisis,
-            resources=resources,
-            reminder=load_prompt(prompts_dir, "crisis_reminder.txt"),
-            refusal_advice=load_prompt(prompts_dir, "refusal_advice.txt"),
-            refusal_general=load_prompt(prompts_dir, "refusal_general.txt"),
-            refusal_injection=load_prompt(prompts_dir, "refusal_injection.txt"),
-            disclaimer=load_prompt(prompts_dir, "disclaimer.txt"),
-            answer_intro=load_prompt(prompts_dir, "answer_intro.txt"),
-            no_answer=load_prompt(prompts_dir, "no_answer.txt"),
-            system_lines=system_lines,
-        )
-
-
-def _read_any_prompt(prompts_dir: Path, name: str) -> str:
+def _system_lines(prompts_dir: Path) -> tuple[str, ...]:
+    """The long lines of the LLM's system prompt, squashed: a reply containing one leaks the prompt."""
     # The system prompt belongs to the LLM answerer and may gain variables; the leak check needs only its text.
-    path = Path(prompts_dir) / name
+    path = Path(prompts_dir) / "answer_system.txt"
     if not path.is_file():
-        return ""
-    return load_prompt(prompts_dir, name, frozenset(template_variables(path.read_text(encoding="utf-8"))))
+        return ()
+    variables = frozenset(template_variables(path.read_text(encoding="utf-8")))
+    text = load_prompt(prompts_dir, "answer_system.txt", variables)
+    return tuple(_squash(line) for line in text.splitlines() if len(_squash(line)) >= _LEAK_MIN_CHARS)
 
 
 def _squash(text: str) -> str:
@@ -103,7 +51,7 @@ def _squash(text: str) -> str:
 
 
 class SafetyGuard:
-    """The Guard the pipeline calls: before() answers crises and refusals itself, after() checks replies."""
+    """The Guard the pipeline calls: assess() decides before retrieval, review() checks a reply."""
 
     name = "safety"
 
@@ -116,7 +64,7 @@ class SafetyGuard:
         margin: float = DEFAULT_MARGIN,
     ) -> None:
         data_dir = Path(data_dir) if data_dir else default_data_dir()
-        self.texts = SafetyTexts.load(settings.prompts_dir, settings.safety.locale)
+        self.system_lines = _system_lines(settings.prompts_dir)
         self.spelling = Spelling.from_data(read_yaml(data_dir / "spelling.yaml"), _known_words())
         crisis_rules, crisis_extra = load_rules(
             data_dir / "crisis_patterns.yaml", frozenset({"any", "personal", "third"})
@@ -149,73 +97,63 @@ class SafetyGuard:
         injection_rules, _ = load_rules(data_dir / "injection_patterns.yaml")
         self.message_injection = [r for r in injection_rules if r.where in ("message", "both")]
         self.document_injection = [r for r in injection_rules if r.where in ("document", "both")]
-        self._crisis_cache: dict[str, Triage] = {}
+        self._crisis_cache: dict[str, SafetyDecision] = {}
 
-    # --- triage --------------------------------------------------------------------------------------
+    # --- deciding ------------------------------------------------------------------------------------
 
-    def triage(self, message: str, history: Sequence[Message] = (), upcoming_query: str | None = None) -> Triage:
-        """What to do with a message before retrieval: "crisis", "refusal" (injection or advice) or "ok".
-
-        upcoming_query: the query retrieval will embed when the message is answered; the crisis check embeds
-        it in its own model run, so that an answer costs one run of the model, not two.
-        """
-        crisis = self._assess_crisis(message, () if upcoming_query is None else (upcoming_query,))
-        if crisis.kind == "crisis":
+    def assess(self, message: str, history: Sequence[Message] = ()) -> SafetyDecision:
+        """What to do with a message before retrieval: crisis, refuse (injection or advice) or answer."""
+        crisis = self._assess_crisis(message)
+        if crisis.action == "crisis":
             return crisis
         normalised = self.spelling.normalise(message)
-        if self.facilitation.search(normalised) and self.had_crisis(history):
-            return Triage(kind="crisis", category="crisis_followup", reason="asks for amounts or means after a crisis")
+        had_crisis = self.had_crisis(history)
+        if had_crisis and self.facilitation.search(normalised):
+            return SafetyDecision(
+                action="crisis",
+                risk="crisis",
+                category="crisis_followup",
+                reason="asks for amounts or means after a crisis",
+            )
+        risk: RiskTier = "concern" if had_crisis else "none"
+        footer = bool(self.risk_topics.search(normalised))
         for rule in self.message_injection:
             if rule.regex.search(message if rule.raw else normalised):
-                return Triage(kind="refusal", category="injection", reason=f"pattern {rule.id}")
+                return SafetyDecision(action="refuse", risk=risk, category="injection", reason=f"pattern {rule.id}")
         for rule in self.advice_rules:
             if rule.regex.search(normalised):
-                return Triage(kind="refusal", category=rule.category, reason=f"pattern {rule.id}")
-        return Triage(kind="ok")
+                return SafetyDecision(
+                    action="refuse",
+                    risk=risk,
+                    category=rule.category,
+                    reason=f"pattern {rule.id}",
+                    general_question=self.general_questions.get(rule.category),
+                )
+        return SafetyDecision(risk=risk, footer=footer)
 
     def had_crisis(self, history: Sequence[Message]) -> bool:
         """Whether an earlier user turn of the conversation showed crisis."""
-        return any(m.role == "user" and self._assess_crisis(m.content).kind == "crisis" for m in history)
+        return any(m.role == "user" and self._assess_crisis(m.content).action == "crisis" for m in history)
 
-    def _assess_crisis(self, message: str, queries: Sequence[str] = ()) -> Triage:
+    def _assess_crisis(self, message: str) -> SafetyDecision:
         cached = self._crisis_cache.get(message)
         if cached is None:
-            cached = self.crisis.assess(message, queries)
+            cached = self.crisis.assess(message)
             if len(self._crisis_cache) >= _CACHE_LIMIT:
-                self._crisis_cache.clear()
+                self._crisis_cache = {}  # replaced, not cleared in place: requests run in threads
             self._crisis_cache[message] = cached
         return cached
 
-    # --- the Guard protocol ----------------------------------------------------------------------------
-
-    def before(
-        self, message: str, history: Sequence[Message], lookup: Lookup, upcoming_query: str | None = None
-    ) -> Answer | None:
-        """A crisis reply or a refusal, decided before any retrieval; None lets the pipeline answer."""
-        triage = self.triage(message, history, upcoming_query)
-        if triage.kind == "crisis":
-            return self.crisis_reply()
-        if triage.kind == "ok":
-            return None
-        if triage.category == "injection":
-            answer = Answer(kind="refusal", answer=self.texts.refusal_injection, answerer=self.name)
-        else:
-            answer = self._advice_refusal(message, triage, lookup)
-        return self._with_reminder(answer) if self.had_crisis(history) else answer
-
-    def after(self, message: str, history: Sequence[Message], answer: Answer) -> Answer:
-        """Checks a reply: no system-prompt text, crisis resources kept visible after a crisis or on risk topics."""
-        if self._leaks_prompt(answer.answer):
-            return Answer(kind="refusal", answer=self.texts.refusal_injection, answerer=self.name)
-        answer = self.without_instruction_quotes(answer)
-        if self.had_crisis(history):
-            return self._with_reminder(answer)
-        if answer.kind == "answer" and (
-            self.risk_topics.search(self.spelling.normalise(message))
-            or self.risk_topics.search(self.spelling.normalise(answer.answer, fuzzy=False))
-        ):
-            return answer.model_copy(update={"resources": list(self.texts.resources)})
-        return answer
+    def review(self, answer: Answer) -> ReplyReview:
+        """Checks a reply: no system-prompt text, no quote of instruction-like document text, risk topics."""
+        statements = " ".join(s.text for s in answer.statements)
+        if any(line in _squash(statements) for line in self.system_lines):
+            return ReplyReview(leaks_prompt=True)
+        drop = [c.id for c in answer.citations if self._injection_in(c.quote) is not None]
+        footer = answer.kind == "answer" and bool(
+            self.risk_topics.search(self.spelling.normalise(statements, fuzzy=False))
+        )
+        return ReplyReview(drop_citations=drop, footer=footer)
 
     def warm_up(self) -> None:
         """Embed the crisis exemplars now, so that the first message's crisis check does not wait for them."""
@@ -244,74 +182,6 @@ class SafetyGuard:
                     f'followed, but check the source: "{snippet}"'
                 )
         return warnings
-
-    # --- replies -----------------------------------------------------------------------------------
-
-    def crisis_reply(self) -> Answer:
-        """The crisis reply: warm, short, the resources, and no retrieved content."""
-        return Answer(kind="crisis", answer=self.texts.crisis, resources=list(self.texts.resources), answerer=self.name)
-
-    def _advice_refusal(self, message: str, triage: Triage, lookup: Lookup) -> Answer:
-        text = self.texts.refusal_advice
-        answer = Answer(kind="refusal", answer=text, disclaimer=self.texts.disclaimer, answerer=self.name)
-        question = self.general_questions.get(triage.category)
-        if question is None:
-            return answer
-        general = self.without_instruction_quotes(lookup(question))
-        if general.kind != "answer" or not general.citations:
-            general = self.without_instruction_quotes(lookup(_question_part(message)))
-        if general.kind != "answer" or not general.citations:
-            return answer
-        lines = general.answer.splitlines()
-        if lines and lines[0].strip() == self.texts.answer_intro:
-            lines = lines[1:]
-        # The refusal itself cites nothing, so the sources' [n] markers and citation ids stay as they are.
-        return answer.model_copy(
-            update={
-                "answer": "\n".join([text, "", self.texts.refusal_general, *lines]),
-                "citations": general.citations,
-                "conflicts": general.conflicts,
-            }
-        )
-
-    def without_instruction_quotes(self, answer: Answer) -> Answer:
-        """The answer without quotes of instruction-like document text (flagged at ingest), renumbered."""
-        flagged = {c.id for c in answer.citations if self._injection_in(c.quote) is not None}
-        if answer.kind != "answer" or not flagged:
-            return answer
-        kept_lines = []
-        for line in answer.answer.splitlines():
-            # A bullet is one quoted source; other text is judged sentence by sentence.
-            units = [line] if line.lstrip().startswith("- ") else _cited_sentences(line)
-            units = [u for u in units if not flagged & _markers(u)]
-            if units or not line.strip():
-                kept_lines.append(" ".join(units))
-        kept = [c for c in answer.citations if c.id not in flagged]
-        if not kept:
-            return Answer(kind="no_answer", answer=self.texts.no_answer, answerer=answer.answerer)
-        new_id = {c.id: n for n, c in enumerate(kept, start=1)}
-
-        def renumber(marker: re.Match[str]) -> str:
-            old_id = int(marker.group(1))
-            return f"[{new_id[old_id]}]" if old_id in new_id else ""
-
-        text = _MARKER.sub(renumber, "\n".join(kept_lines))
-        conflicts = [
-            c.model_copy(update={"citation_ids": [new_id[i] for i in c.citation_ids]})
-            for c in answer.conflicts
-            if not flagged & set(c.citation_ids)
-        ]
-        citations = [c.model_copy(update={"id": new_id[c.id]}) for c in kept]
-        return answer.model_copy(update={"answer": text.strip(), "citations": citations, "conflicts": conflicts})
-
-    def _with_reminder(self, answer: Answer) -> Answer:
-        block = "\n".join([self.texts.reminder, *(f"- {r}" for r in self.texts.resources)])
-        text = answer.answer if block in answer.answer else f"{answer.answer}\n\n{block}"
-        return answer.model_copy(update={"answer": text, "resources": list(self.texts.resources)})
-
-    def _leaks_prompt(self, text: str) -> bool:
-        squashed = _squash(text)
-        return any(line in squashed for line in self.texts.system_lines)
 
     # --- documents ---------------------------------------------------------------------------------
 
@@ -345,24 +215,3 @@ def _known_words() -> frozenset[str]:
         return load_known_words(default_model_path() / "vocab.txt")
     except ConfigurationError:
         return frozenset()
-
-
-def _cited_sentences(text: str) -> list[str]:
-    """Sentences with the [n] markers that follow them ("Both. [1] [2]" is one sentence, not two)."""
-    out: list[str] = []
-    for piece in split_sentences(text):
-        if out and not _MARKER.sub("", piece).strip():
-            out[-1] = f"{out[-1]} {piece}"
-        else:
-            out.append(piece)
-    return out or [text]
-
-
-def _markers(text: str) -> set[int]:
-    return {int(n) for n in _MARKER.findall(text)}
-
-
-def _question_part(message: str) -> str:
-    """The question sentences of a message ("I weigh 70 kg. How much ...?" -> "How much ...?")."""
-    questions = [s for s in split_sentences(message) if s.endswith("?")]
-    return " ".join(questions) or message

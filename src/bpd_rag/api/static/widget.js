@@ -22,22 +22,23 @@
 
   var HISTORY_MESSAGES = 10; // earlier messages sent with a question (the server accepts up to 20)
   var HISTORY_CHARS = 8000;
-  var SOURCE_LABELS = {
-    clinic_blog: "clinic blog",
-    news: "news article",
-    trial_summary: "trial summary",
-    trial_report: "trial report",
-    patient_leaflet: "patient leaflet",
-    unknown: "document",
-  };
-  var SUGGESTIONS = [
-    "What dose of ketamine was used in the pilot trial?",
-    "What side effects can ketamine cause?",
-    "How long do the effects last?",
-  ];
+  // Every fixed text the widget shows, filled in by the server from its reviewed prompts/ when it serves
+  // this file; fetched from GET /api/widget/texts when the file was copied elsewhere.
+  var SERVED_TEXTS = /*BPD_RAG_TEXTS*/null;
+  var T = null; // the texts in use (set before the widget is built)
 
   function sourceLabel(type) {
-    return SOURCE_LABELS[type] || String(type || "document").replace(/_/g, " ");
+    var labels = (T && T.source_types) || {};
+    return labels[type] || String(type || "document").replace(/_/g, " ");
+  }
+
+  /* How a source is named on its chip and beside a quote: publisher (or title) and kind. */
+  function sourceName(c) {
+    return (c.publisher || c.title || c.doc_id) + " (" + sourceLabel(c.source_type) + ")";
+  }
+
+  function format(template, values) {
+    return String(template).replace(/\{(\w+)\}/g, function (_, key) { return values[key] === undefined ? "" : String(values[key]); });
   }
 
   /* el("p", {class: "x"}, "text", child) — attributes via setAttribute, strings as text nodes. */
@@ -82,28 +83,17 @@
     phone: "M6.6 10.8a15.1 15.1 0 0 0 6.6 6.6l2.2-2.2c.3-.3.7-.4 1-.2 1.1.4 2.3.6 3.6.6.6 0 1 .4 1 1V20c0 .6-.4 1-1 1A17 17 0 0 1 3 4c0-.6.4-1 1-1h3.5c.6 0 1 .4 1 1 0 1.3.2 2.5.6 3.6.1.3 0 .7-.2 1l-2.3 2.2z",
   };
 
-  /* Links for a crisis resource line: "Call or text 988 (...)" -> tel:988, sms:988; "Text HOME to 741741" -> sms. */
-  function resourceActions(line) {
+  /* Links of a crisis resource, built from its structured numbers only (never from its text). */
+  function resourceActions(r) {
     var actions = [];
-    var keyword = /\b[Tt]ext\s+([A-Z]{2,})\s+to\s+(\d{3,})/.exec(line);
-    if (keyword) {
-      actions.push({ href: "sms:" + keyword[2] + "?body=" + encodeURIComponent(keyword[1]), label: "Text " + keyword[1] + " to " + keyword[2] });
+    var dial = function (number) { return String(number).replace(/[\s-]/g, ""); };
+    if (r.call) actions.push({ href: "tel:" + dial(r.call), label: T.ui.call + " " + r.call });
+    if (r.sms && r.sms_body) {
+      actions.push({ href: "sms:" + dial(r.sms) + "?body=" + encodeURIComponent(r.sms_body), label: format(T.ui.text_to, { word: r.sms_body, number: r.sms }) });
+    } else if (r.sms) {
+      actions.push({ href: "sms:" + dial(r.sms), label: T.ui.text + " " + r.sms });
     }
-    var numbers = line.match(/\b\d{3,}\b/g) || [];
-    numbers.forEach(function (number) {
-      if (keyword && number === keyword[2]) return;
-      if (/\bcall\b/i.test(line)) actions.push({ href: "tel:" + number, label: "Call " + number });
-      if (/\btext\b/i.test(line)) actions.push({ href: "sms:" + number, label: "Text " + number });
-    });
     return actions;
-  }
-
-  function resourcesOf(reply) {
-    if (reply.resources && reply.resources.length) return reply.resources;
-    return String(reply.answer || "")
-      .split("\n")
-      .filter(function (l) { return /^- /.test(l) && /\d{3,}/.test(l); })
-      .map(function (l) { return l.slice(2).trim(); });
   }
 
   function safeUrl(url) {
@@ -151,7 +141,7 @@
     } catch (e) {
       /* not JSON: fall through */
     }
-    return "The chat service answered with an error (" + response.status + "). Please try again later.";
+    return format(T.ui.server_error, { status: response.status });
   }
 
   var CSS = [
@@ -184,6 +174,14 @@
     ".user{align-self:flex-end;background:#0f5e6e;color:#fff;border-bottom-right-radius:4px;white-space:pre-wrap;}",
     ".bot{align-self:flex-start;background:#fff;border:1px solid #d8dee4;border-bottom-left-radius:4px;}",
     ".bot .text{white-space:pre-wrap;}",
+    ".bot .text p{margin:0 0 8px;}.bot .text p:last-child{margin-bottom:0;}",
+    ".lead{font-weight:500;}",
+    ".points{margin:6px 0 0;padding-left:20px;}.points li{margin:0 0 6px;}",
+    ".who{font-size:12.5px;font-weight:600;color:#57606a;}",
+    ".ref{display:inline-flex;align-items:center;justify-content:center;min-width:22px;min-height:22px;margin:0 1px;padding:0 4px;border:1px solid #0f5e6e;border-radius:6px;background:#fff;color:#0f5e6e;font-size:12px;font-weight:700;vertical-align:baseline;}",
+    ".ref:hover{background:#e8f3f5;}",
+    ".footer-line{margin:10px 0 0;font-size:12.5px;color:#444c56;}",
+    ".footer-line a{color:#a01c12;font-weight:700;margin-left:6px;}",
     ".thinking{color:#57606a;font-style:italic;}",
     ".error{align-self:stretch;background:#fff8c5;border:1px solid #bf8700;color:#3b2300;}",
     ".no_answer .text,.refusal .text{color:#2d333b;}",
@@ -192,6 +190,8 @@
     ".chip{display:inline-flex;align-items:center;gap:6px;max-width:100%;min-height:34px;padding:4px 10px 4px 4px;border:1px solid #0f5e6e;border-radius:999px;background:#fff;color:#0f5e6e;font-size:13px;}",
     ".chip .num{display:inline-flex;align-items:center;justify-content:center;min-width:24px;height:24px;border-radius:999px;background:#0f5e6e;color:#fff;font-weight:700;font-size:12px;}",
     ".chip .chip-title{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;max-width:170px;}",
+    ".chip .chip-kind{font-size:11.5px;color:#57606a;white-space:nowrap;}",
+    ".chip[aria-expanded='true'] .chip-kind{color:#e3f1f3;}",
     ".chip[aria-expanded='true']{background:#0f5e6e;color:#fff;}",
     ".chip[aria-expanded='true'] .num{background:#fff;color:#0f5e6e;}",
     ".source{margin-top:8px;padding:10px 12px;border:1px solid #0f5e6e;border-radius:10px;background:#f2f8f9;}",
@@ -251,6 +251,19 @@
     connectedCallback() {
       if (this.built) return;
       this.built = true;
+      var self = this;
+      if (T) return this.start();
+      if (SERVED_TEXTS) {
+        T = SERVED_TEXTS;
+        return this.start();
+      }
+      fetch(this.api + "/api/widget/texts")
+        .then(function (response) { return response.json(); })
+        .then(function (texts) { T = texts; self.start(); })
+        .catch(function () { /* no texts, no service: nothing to show */ });
+    }
+
+    start() {
       this.build();
       var saved = this.load();
       this.turns = saved.turns;
@@ -305,13 +318,13 @@
         "button",
         { class: "launcher", type: "button", "aria-expanded": "false", "aria-controls": "bpd-panel", "aria-haspopup": "dialog" },
         icon(ICONS.chat),
-        el("span", null, "Ask about ketamine & BPD")
+        el("span", null, T.ui.launcher)
       );
       this.launcher.addEventListener("click", function () { self.open(true); });
 
-      var close = el("button", { class: "icon-btn", type: "button", "aria-label": "Close chat" }, icon(ICONS.close));
+      var close = el("button", { class: "icon-btn", type: "button", "aria-label": T.ui.close_chat }, icon(ICONS.close));
       close.addEventListener("click", function () { self.close(); });
-      var reset = el("button", { class: "text-btn", type: "button" }, "New chat");
+      var reset = el("button", { class: "text-btn", type: "button" }, T.ui.new_chat);
       reset.addEventListener("click", function () { self.reset(); });
 
       var header = el(
@@ -320,21 +333,21 @@
         el(
           "div",
           { class: "titles" },
-          el("h2", { id: "bpd-title" }, "Ketamine & BPD questions"),
-          el("p", null, "Answers from the clinic's sources, with citations. Not medical advice.")
+          el("h2", { id: "bpd-title" }, T.ui.title),
+          el("p", null, T.ui.subtitle)
         ),
         reset,
         close
       );
 
-      this.log = el("div", { class: "log", tabindex: "0", "aria-label": "Conversation", "aria-live": "off" });
+      this.log = el("div", { class: "log", tabindex: "0", "aria-label": T.ui.conversation, "aria-live": "off" });
       this.welcome = el(
         "div",
         { class: "welcome" },
-        el("p", null, "Ask about ketamine therapy for borderline personality disorder. Answers come only from the clinic's curated sources, and every answer shows where it comes from."),
-        el("div", { class: "suggestions", role: "group", "aria-label": "Example questions" })
+        el("p", null, T.ui.welcome),
+        el("div", { class: "suggestions", role: "group", "aria-label": T.ui.suggestions_label })
       );
-      SUGGESTIONS.forEach(function (q) {
+      T.ui.suggestions.forEach(function (q) {
         var b = el("button", { class: "suggestion", type: "button" }, q);
         b.addEventListener("click", function () { self.send(q); });
         self.welcome.lastChild.appendChild(b);
@@ -344,7 +357,7 @@
       this.input = el("textarea", {
         id: "bpd-input",
         rows: "1",
-        placeholder: "Type your question…",
+        placeholder: T.ui.placeholder,
         autocomplete: "off",
         maxlength: "2000",
       });
@@ -355,11 +368,11 @@
         }
       });
       this.input.addEventListener("input", function () { self.autosize(); });
-      this.sendButton = el("button", { class: "send", type: "submit" }, icon(ICONS.send), el("span", null, "Send"));
+      this.sendButton = el("button", { class: "send", type: "submit" }, icon(ICONS.send), el("span", null, T.ui.send));
       var form = el(
         "form",
         { class: "form", "aria-label": "Ask a question" },
-        el("label", { for: "bpd-input", class: "sr-only" }, "Your question"),
+        el("label", { for: "bpd-input", class: "sr-only" }, T.ui.input_label),
         this.input,
         this.sendButton
       );
@@ -371,13 +384,7 @@
       var footer = el(
         "div",
         { class: "footer" },
-        el(
-          "p",
-          { class: "crisis-line" },
-          "In crisis? Call or text ",
-          el("a", { href: "tel:988" }, "988"),
-          " (US), any time, day or night."
-        ),
+        this.footerLine("crisis-line", T.crisis.resources.slice(0, 1)),
         form
       );
 
@@ -425,7 +432,7 @@
       this.save();
       while (this.log.lastChild !== this.welcome) this.log.removeChild(this.log.lastChild);
       this.welcome.hidden = false;
-      this.announce("Started a new conversation.");
+      this.announce(T.ui.new_chat_done);
       this.input.focus();
     }
 
@@ -479,7 +486,7 @@
       if (this.busy) return;
       this.busy = true;
       this.sendButton.disabled = true;
-      this.sendButton.setAttribute("aria-label", "Sending…");
+      this.sendButton.setAttribute("aria-label", T.ui.sending);
       var history = this.history();
       var userTurn = { role: "user", content: text };
       this.turns.push(userTurn);
@@ -503,16 +510,16 @@
             reply = JSON.parse(data);
           }
         });
-        if (!reply) throw new Error("The answer was cut off. Please ask again.");
+        if (!reply) throw new Error(T.ui.cut_off);
         var turn = { role: "assistant", reply: reply, rating: null };
         this.turns.push(turn);
         this.save();
         var article = this.renderReply(turn);
         view.node.replaceWith(article);
-        this.announce((reply.kind === "crisis" ? "Support resources: " : "Answer: ") + reply.answer, reply.kind === "crisis");
+        this.announce((reply.kind === "crisis" ? T.ui.announce_crisis : T.ui.announce_answer) + reply.answer, reply.kind === "crisis");
       } catch (error) {
         var message = error && error.message ? error.message : String(error);
-        if (error instanceof TypeError) message = "Could not reach the chat service. Check your connection and try again.";
+        if (error instanceof TypeError) message = T.ui.unreachable;
         var box = el("div", { class: "msg error", role: "alert" }, message);
         view.node.replaceWith(box);
       } finally {
@@ -529,15 +536,15 @@
     renderTurn(turn) {
       this.welcome.hidden = true;
       var node;
-      if (turn.role === "user") node = el("div", { class: "msg user" }, el("span", { class: "sr-only" }, "You: "), turn.content);
+      if (turn.role === "user") node = el("div", { class: "msg user" }, el("span", { class: "sr-only" }, T.ui.you), turn.content);
       else node = this.renderReply(turn);
       this.log.appendChild(node);
       this.scrollToEnd();
     }
 
     renderPending() {
-      var text = el("div", { class: "text thinking" }, "Looking in the clinic's sources…");
-      var node = el("article", { class: "msg bot", "aria-busy": "true", "aria-label": "Answer (loading)" }, text);
+      var text = el("div", { class: "text thinking" }, T.ui.thinking);
+      var node = el("article", { class: "msg bot", "aria-busy": "true", "aria-label": T.ui.loading_label }, text);
       this.log.appendChild(node);
       this.scrollToEnd();
       var started = false;
@@ -554,63 +561,123 @@
       };
     }
 
+    /* One statement's text with its [n] markers as buttons that open the cited source. */
+    renderStatement(node, st, refs) {
+      node.appendChild(document.createTextNode(st.text));
+      (st.citation_ids || []).forEach(function (n) {
+        node.appendChild(document.createTextNode(" "));
+        var ref = el("button", { class: "ref", type: "button", "aria-label": T.ui.source + " " + n }, "[" + n + "]");
+        refs.push({ button: ref, id: n });
+        node.appendChild(ref);
+      });
+      return node;
+    }
+
+    /* Statements as a lead paragraph, the bot's own lines, and the supporting points as a list. */
+    renderText(statements, citations, refs) {
+      var self = this;
+      var byId = {};
+      citations.forEach(function (c) { byId[c.id] = c; });
+      var text = el("div", { class: "text" });
+      var lead = null;
+      var points = null;
+      statements.forEach(function (st) {
+        if (st.kind === "plain" && st.lead) {
+          if (!lead) lead = text.appendChild(el("p", { class: "lead" }));
+          else lead.appendChild(document.createTextNode(" "));
+          self.renderStatement(lead, st, refs);
+          return;
+        }
+        if (st.kind === "quote" || st.kind === "plain") {
+          if (!points) points = text.appendChild(el("ul", { class: "points" }));
+          var item = points.appendChild(el("li"));
+          var cited = byId[(st.citation_ids || [])[0]];
+          if (st.kind === "quote" && cited) item.appendChild(el("span", { class: "who" }, sourceName(cited) + ": "));
+          self.renderStatement(item, st, refs);
+          return;
+        }
+        points = null;
+        text.appendChild(self.renderStatement(el("p"), st, refs));
+      });
+      return text;
+    }
+
     renderReply(turn) {
+      var self = this;
       var reply = turn.reply;
       if (reply.kind === "crisis") return this.renderCrisis(reply);
-      var article = el("article", { class: "msg bot " + reply.kind, "aria-label": "Answer" });
-      article.appendChild(el("div", { class: "text" }, reply.answer));
-      if (reply.notice) article.appendChild(el("p", { class: "notice" }, reply.notice));
-      (reply.conflicts || []).forEach(function (c) {
-        var ids = (c.citation_ids || []).map(function (n) { return "[" + n + "]"; }).join(" ");
-        article.appendChild(el("div", { class: "conflict" }, el("strong", null, "Sources disagree: "), c.summary + (ids ? " " + ids : "")));
-      });
-      if (reply.citations && reply.citations.length) article.appendChild(this.renderCitations(reply.citations));
+      var statements = reply.statements || [];
+      var citations = reply.citations || [];
       var resources = reply.resources || [];
-      if (resources.length) {
-        article.appendChild(el("div", { class: "support" }, el("strong", null, "Support is available any time:"), this.renderResources(resources)));
-      }
+      var refs = [];
+      var article = el("article", { class: "msg bot " + reply.kind, "aria-label": T.ui.answer_label });
+      // A check-in comes first, with the resources right after it; the safety line at the end is a footer.
+      var body = [];
+      var footer = null;
+      statements.forEach(function (st, i) {
+        if (st.kind === "safety" && st.resources) {
+          article.appendChild(el("div", { class: "support" }, el("strong", null, st.text), self.renderResources(resources)));
+        } else if (st.kind === "safety" && i === statements.length - 1 && resources.length && reply.kind !== "refusal") {
+          footer = st;
+        } else if (st.kind !== "conflict") {
+          body.push(st);
+        }
+      });
+      article.appendChild(this.renderText(body, citations, refs));
+      if (reply.notice) article.appendChild(el("p", { class: "notice" }, reply.notice));
+      statements.forEach(function (st) {
+        if (st.kind !== "conflict") return;
+        self.renderStatement(article.appendChild(el("div", { class: "conflict" }, el("strong", null, T.ui.disagree))), st, refs);
+      });
+      if (citations.length) article.appendChild(this.renderCitations(citations, refs));
+      if (footer) article.appendChild(this.footerLine("footer-line", resources, footer.text));
       if (reply.disclaimer) article.appendChild(el("p", { class: "disclaimer" }, reply.disclaimer));
       if (reply.id) article.appendChild(this.renderFeedback(turn));
       return article;
     }
 
     renderCrisis(reply) {
-      var resources = resourcesOf(reply);
-      var shown = {};
-      resources.forEach(function (r) { shown["- " + r] = true; });
-      var rest = String(reply.answer || "")
-        .split("\n")
-        .filter(function (line) { return !shown[line.trim()]; })
-        .join("\n")
-        .replace(/\n{3,}/g, "\n\n")
-        .trim();
+      var self = this;
+      var id = "crisis-" + (reply.id || "x");
+      var text = el("div", { class: "text" });
+      (reply.statements || []).forEach(function (st) { text.appendChild(self.renderStatement(el("p"), st, [])); });
       return el(
         "article",
-        { class: "msg bot crisis", role: "group", "aria-labelledby": "crisis-" + (reply.id || "x") },
-        el("h3", { id: "crisis-" + (reply.id || "x") }, "Help is available right now"),
-        this.renderResources(resources),
-        el("div", { class: "text" }, rest)
+        { class: "msg bot crisis", role: "group", "aria-labelledby": id },
+        el("h3", { id: id }, T.crisis.heading),
+        this.renderResources(reply.resources || []),
+        text
       );
     }
 
     renderResources(resources) {
       var list = el("ul", { class: "resources" });
-      resources.forEach(function (line) {
+      resources.forEach(function (r) {
         var links = el("span", { class: "resource-links" });
-        resourceActions(line).forEach(function (a) {
+        resourceActions(r).forEach(function (a) {
           links.appendChild(el("a", { href: a.href }, icon(ICONS.phone), a.label));
         });
-        list.appendChild(el("li", { class: "resource" }, el("span", { class: "resource-text" }, line), links));
+        list.appendChild(el("li", { class: "resource" }, el("span", { class: "resource-text" }, r.text), links));
       });
       return list;
     }
 
-    renderCitations(citations) {
+    /* One small line offering the resources' links (the panel's footer, and under answers on risk topics). */
+    footerLine(className, resources, text) {
+      var line = el("p", { class: className }, text || T.crisis.footer);
+      resources.forEach(function (r) {
+        resourceActions(r).forEach(function (a) { line.appendChild(el("a", { href: a.href }, a.label)); });
+      });
+      return line;
+    }
+
+    renderCitations(citations, refs) {
       var self = this;
       var wrap = el("div", { class: "citations" });
-      var chips = el("div", { class: "chips", role: "group", "aria-label": "Sources" }, el("span", { class: "chips-label", "aria-hidden": "true" }, "Sources"));
+      var chips = el("div", { class: "chips", role: "group", "aria-label": T.ui.sources }, el("span", { class: "chips-label", "aria-hidden": "true" }, T.ui.sources));
       var card = el("div", { class: "source", role: "region", tabindex: "-1", hidden: true });
       wrap.append(chips, card);
+      var byId = {};
       citations.forEach(function (c) {
         var chip = el(
           "button",
@@ -618,10 +685,11 @@
             class: "chip",
             type: "button",
             "aria-expanded": "false",
-            "aria-label": "Source " + c.id + ": " + c.title + " (" + sourceLabel(c.source_type) + ")",
+            "aria-label": T.ui.source + " " + c.id + ": " + sourceName(c),
           },
           el("span", { class: "num", "aria-hidden": "true" }, String(c.id)),
-          el("span", { class: "chip-title", "aria-hidden": "true" }, c.title)
+          el("span", { class: "chip-title", "aria-hidden": "true" }, c.publisher || c.title),
+          el("span", { class: "chip-kind", "aria-hidden": "true" }, sourceLabel(c.source_type))
         );
         chip.bpdCitation = c;
         chip.bpdCard = card;
@@ -629,7 +697,13 @@
           if (chip.getAttribute("aria-expanded") === "true") self.closeSource(chip);
           else self.openSource(chip);
         });
+        byId[c.id] = chip;
         chips.appendChild(chip);
+      });
+      refs.forEach(function (ref) {
+        var chip = byId[ref.id];
+        if (!chip) return;
+        ref.button.addEventListener("click", function () { self.openSource(chip); });
       });
       return wrap;
     }
@@ -644,11 +718,11 @@
       chip.setAttribute("aria-expanded", "true");
       card.textContent = "";
       card.bpdChip = chip;
-      card.setAttribute("aria-label", "Source " + c.id);
+      card.setAttribute("aria-label", T.ui.source + " " + c.id);
       var actions = el("div", { class: "source-actions" });
       var url = safeUrl(c.url);
-      if (url) actions.appendChild(el("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, "Open the source (new tab)"));
-      var hide = el("button", { class: "small-btn", type: "button" }, "Close source");
+      if (url) actions.appendChild(el("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, T.ui.open_source));
+      var hide = el("button", { class: "small-btn", type: "button" }, T.ui.close_source);
       hide.addEventListener("click", function () {
         self.closeSource(chip);
         chip.focus();
@@ -656,7 +730,7 @@
       actions.appendChild(hide);
       card.append(
         el("h3", null, "[" + c.id + "] " + c.title),
-        el("span", { class: "badge" }, sourceLabel(c.source_type)),
+        el("span", { class: "badge" }, (c.publisher ? c.publisher + " · " : "") + sourceLabel(c.source_type)),
         el("blockquote", null, "“" + c.quote + "”"),
         actions
       );
@@ -671,10 +745,10 @@
 
     renderFeedback(turn) {
       var self = this;
-      var row = el("div", { class: "feedback", role: "group", "aria-label": "Was this answer helpful?" }, el("span", null, "Helpful?"));
+      var row = el("div", { class: "feedback", role: "group", "aria-label": T.ui.helpful_question }, el("span", null, T.ui.helpful));
       var status = el("span", { class: "feedback-status", role: "status" });
       var votes = {};
-      [["up", "Helpful", ICONS.up], ["down", "Not helpful", ICONS.down]].forEach(function (v) {
+      [["up", T.ui.vote_up, ICONS.up], ["down", T.ui.vote_down, ICONS.down]].forEach(function (v) {
         var b = el("button", { class: "vote", type: "button", "aria-label": v[1], "aria-pressed": turn.rating === v[0] ? "true" : "false" }, icon(v[2]));
         b.addEventListener("click", function () { self.vote(turn, v[0], votes, status, row); });
         votes[v[0]] = b;
@@ -691,26 +765,26 @@
       this.save();
       votes.up.setAttribute("aria-pressed", rating === "up" ? "true" : "false");
       votes.down.setAttribute("aria-pressed", rating === "down" ? "true" : "false");
-      status.textContent = "Thanks for your feedback.";
+      status.textContent = T.ui.feedback_thanks;
       if (!row.querySelector(".comment-form")) row.appendChild(this.renderComment(turn, status));
     }
 
     renderComment(turn, status) {
       var self = this;
       var id = "bpd-comment-" + turn.reply.id;
-      var input = el("input", { id: id, type: "text", maxlength: "2000", placeholder: "Anything to add? (optional)" });
+      var input = el("input", { id: id, type: "text", maxlength: "2000", placeholder: T.ui.comment_placeholder });
       var form = el(
         "form",
         { class: "comment-form" },
-        el("label", { for: id, class: "sr-only" }, "Comment on this answer (optional)"),
+        el("label", { for: id, class: "sr-only" }, T.ui.comment_label),
         input,
-        el("button", { class: "small-btn", type: "submit" }, "Send")
+        el("button", { class: "small-btn", type: "submit" }, T.ui.comment_send)
       );
       form.addEventListener("submit", async function (event) {
         event.preventDefault();
         if (!input.value.trim()) return;
         if (await self.postFeedback(turn.reply.id, turn.rating, input.value, status)) {
-          status.textContent = "Thanks, your comment was sent.";
+          status.textContent = T.ui.comment_thanks;
           form.remove();
         }
       });
@@ -727,7 +801,7 @@
         if (!response.ok) throw new Error(await errorMessage(response));
         return true;
       } catch (error) {
-        status.textContent = "Feedback not sent: " + (error && error.message ? error.message : String(error));
+        status.textContent = T.ui.feedback_failed + (error && error.message ? error.message : String(error));
         return false;
       }
     }
