@@ -4,16 +4,20 @@ flags instruction-like text in corpus documents. It returns decisions: the pipel
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bpd_rag.embeddings import Embedder
 from bpd_rag.errors import ConfigurationError
 from bpd_rag.prompts import load_prompt, template_variables
-from bpd_rag.safety.crisis import DEFAULT_FLOOR, DEFAULT_MARGIN, CrisisDetector
-from bpd_rag.safety.rules import Rule, compile_regex, default_data_dir, load_rules, read_lines, read_yaml
-from bpd_rag.safety.text import Spelling
+from bpd_rag.safety.crisis import CrisisPatterns
+from bpd_rag.safety.language import Language
+from bpd_rag.safety.risk import Reading, RiskModel, RiskReader
+from bpd_rag.safety.rules import Rule, compile_regex, default_data_dir, load_rules, read_yaml
+from bpd_rag.safety.text import Spelling, split_sentences
 from bpd_rag.settings import Settings
 from bpd_rag.textutil import load_known_words
 from bpd_rag.types import Answer, Message, ReplyReview, RiskTier, SafetyDecision
@@ -50,6 +54,43 @@ def _squash(text: str) -> str:
     return " ".join(re.sub(r"^\s*\d+[.)]\s*", "", text).lower().split())
 
 
+# Earlier user turns the safety layer reads, and how much of each: the cost of a request stays bounded
+# however long the history a client sends (a conversation id avoids even that: see ConversationRisk).
+HISTORY_TURNS = 6
+TURN_CHARS = 1000
+# Turns read together to find risk that builds up ("im so tired" ... "i just want it all to stop").
+WINDOW_TURNS = 3
+
+
+def turn_key(message: str) -> str:
+    """What a conversation remembers of a turn: a hash, never the text."""
+    return hashlib.sha256(message.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+@dataclass
+class ConversationRisk:
+    """What the safety layer keeps of one conversation on the server: each user turn's crisis score (by the
+    turn's hash) and whether risk was raised. No message text. Kept even when a client drops its history."""
+
+    turns: dict[str, float] = field(default_factory=dict)
+    raised: bool = False
+    concern: bool = False  # a recent turn had a risk signal below crisis
+
+    def record(self, message: str, decision: SafetyDecision) -> None:
+        """Remember a turn once it has been decided."""
+        self.turns.pop(turn_key(message), None)  # a repeated turn counts as the latest
+        self.turns[turn_key(message)] = decision.turn_risk
+        if len(self.turns) > 4 * HISTORY_TURNS:  # only recent turns are ever looked up
+            for key in list(self.turns)[: len(self.turns) - 4 * HISTORY_TURNS]:
+                del self.turns[key]
+        self.raised = self.raised or decision.action == "crisis"
+        self.concern = self.concern or decision.risk != "none"
+
+    def recent(self) -> list[float]:
+        """The crisis scores of the latest turns, oldest first (for a client that sent no history)."""
+        return list(self.turns.values())[-HISTORY_TURNS:]
+
+
 class SafetyGuard:
     """The Guard the pipeline calls: assess() decides before retrieval, review() checks a reply."""
 
@@ -60,29 +101,15 @@ class SafetyGuard:
         settings: Settings,
         embedder: Embedder,
         data_dir: Path | None = None,
-        floor: float = DEFAULT_FLOOR,
-        margin: float = DEFAULT_MARGIN,
+        model: RiskModel | None = None,
     ) -> None:
         data_dir = Path(data_dir) if data_dir else default_data_dir()
         self.system_lines = _system_lines(settings.prompts_dir)
         self.spelling = Spelling.from_data(read_yaml(data_dir / "spelling.yaml"), _known_words())
-        crisis_rules, crisis_extra = load_rules(
+        self.crisis_rules, crisis_extra = load_rules(
             data_dir / "crisis_patterns.yaml", frozenset({"any", "personal", "third"})
         )
-        fragments = crisis_extra["fragments"]
-        missing = {"FIRST", "THIRD", "GENERIC", "NEGATION"} - set(fragments)
-        if missing:
-            raise ConfigurationError(f"crisis_patterns.yaml: fragments {sorted(missing)} are required")
-        self.crisis = CrisisDetector(
-            embedder,
-            self.spelling,
-            crisis_rules,
-            fragments,
-            read_lines(data_dir / "crisis_exemplars.txt"),
-            read_lines(data_dir / "research_exemplars.txt"),
-            floor=floor,
-            margin=margin,
-        )
+        self.patterns = CrisisPatterns(self.crisis_rules, crisis_extra["fragments"])
         self.risk_topics = compile_regex(
             str(crisis_extra.get("risk_topics", r"(?!)")), "crisis_patterns.yaml risk_topics"
         )
@@ -90,59 +117,133 @@ class SafetyGuard:
             str(crisis_extra.get("facilitation_after_crisis", r"(?!)")),
             "crisis_patterns.yaml facilitation_after_crisis",
         )
+        self.overdose = compile_regex(str(crisis_extra.get("overdose", r"(?!)")), "crisis_patterns.yaml overdose")
         self.advice_rules, advice_extra = load_rules(data_dir / "advice_patterns.yaml")
-        self.general_questions: dict[str, str] = {
-            str(k): str(v) for k, v in (advice_extra.get("general_questions") or {}).items() if v
-        }
+        self.general_questions = _general_questions(advice_extra)
+        self.advice_topics = [
+            (str(t["topic"]), compile_regex(str(t["regex"]), f"advice_patterns.yaml topic {t.get('topic')}"))
+            for t in advice_extra.get("topics") or []
+        ]
         injection_rules, _ = load_rules(data_dir / "injection_patterns.yaml")
         self.message_injection = [r for r in injection_rules if r.where in ("message", "both")]
         self.document_injection = [r for r in injection_rules if r.where in ("document", "both")]
-        self._crisis_cache: dict[str, SafetyDecision] = {}
+        self.language = Language(self.spelling.fold)
+        self.reader = RiskReader(
+            model or RiskModel.load(), embedder, self.spelling.fold, split_sentences, self.language
+        )
+        self._readings: dict[tuple[str, str], Reading] = {}
+        self.ready = False  # warm_up() has loaded everything a first message needs
 
     # --- deciding ------------------------------------------------------------------------------------
 
-    def assess(self, message: str, history: Sequence[Message] = ()) -> SafetyDecision:
-        """What to do with a message before retrieval: crisis, refuse (injection or advice) or answer."""
-        crisis = self._assess_crisis(message)
-        if crisis.action == "crisis":
-            return crisis
+    def read(self, message: str, language: str) -> Reading:
+        """The model's reading of one message (kept: earlier turns come back with every request)."""
+        key = (message, language)
+        reading = self._readings.get(key)
+        if reading is None:
+            reading = self.reader.read(message, language)
+            if len(self._readings) >= _CACHE_LIMIT:
+                self._readings = {}  # replaced, not cleared in place: requests run in threads
+            self._readings[key] = reading
+        return reading
+
+    def assess(
+        self, message: str, history: Sequence[Message] = (), conversation: ConversationRisk | None = None
+    ) -> SafetyDecision:
+        """Crisis, refuse (injection or personal advice) or answer, with the risk tier; before any retrieval.
+
+        Fail safe: any risk signal that is not judged a crisis makes the tier "concern", so the reply carries
+        the resources whatever its kind.
+        """
+        language = self.language.of(message)
+        reading = self.read(message, language)
         normalised = self.spelling.normalise(message)
-        had_crisis = self.had_crisis(history)
-        if had_crisis and self.facilitation.search(normalised):
-            return SafetyDecision(
-                action="crisis",
-                risk="crisis",
-                category="crisis_followup",
-                reason="asks for amounts or means after a crisis",
+        crisis = self._crisis(message, normalised, reading, language)
+        if crisis is not None:
+            return crisis
+        earlier = self._earlier_turns(history, conversation, language)
+        if not earlier and conversation is not None:
+            earlier = conversation.recent()  # the client dropped its history; the server did not
+        raised = any(score >= 1.0 for score in earlier) or (conversation is not None and conversation.raised)
+        # Risk accumulates: once a turn of this conversation showed a risk signal, later replies keep the
+        # resources (concern) even when the later turn is harmless alone.
+        earlier_concern = conversation is not None and conversation.concern
+        base = SafetyDecision(language=language, turn_risk=reading.crisis)
+        if raised and (self.facilitation.search(normalised) or reading.concern >= 1.0):
+            return base.model_copy(
+                update={"action": "crisis", "risk": "crisis", "category": "followup", "reason": "risk after a crisis"}
             )
-        risk: RiskTier = "concern" if had_crisis else "none"
+        if _user_turns(history):
+            window = [*(m.content[:TURN_CHARS] for m in _user_turns(history)[-(WINDOW_TURNS - 1) :]), message]
+            score = self.reader.window(window, language)
+            if score >= 1.0:
+                reason = f"turns together {score:.2f}"
+                return base.model_copy(
+                    update={"action": "crisis", "risk": "crisis", "category": "buildup", "reason": reason}
+                )
+        risk: RiskTier = "concern" if raised or earlier_concern or reading.concern >= 1.0 else "none"
         footer = bool(self.risk_topics.search(normalised))
         for rule in self.message_injection:
             if rule.regex.search(message if rule.raw else normalised):
-                return SafetyDecision(action="refuse", risk=risk, category="injection", reason=f"pattern {rule.id}")
-        for rule in self.advice_rules:
-            if rule.regex.search(normalised):
-                return SafetyDecision(
-                    action="refuse",
-                    risk=risk,
-                    category=rule.category,
-                    reason=f"pattern {rule.id}",
-                    general_question=self.general_questions.get(rule.category),
+                reason = f"pattern {rule.id}"
+                return base.model_copy(
+                    update={"action": "refuse", "risk": risk, "category": "injection", "reason": reason}
                 )
-        return SafetyDecision(risk=risk, footer=footer)
+        advice = next((rule for rule in self.advice_rules if rule.regex.search(normalised)), None)
+        if advice is not None or reading.advice >= 1.0:
+            topic = advice.category if advice is not None else self._advice_topic(normalised)
+            return base.model_copy(
+                update={
+                    "action": "refuse",
+                    "risk": risk,
+                    "category": topic,
+                    "reason": f"pattern {advice.id}" if advice is not None else f"model {reading.advice:.2f}",
+                    "general_question": self.general_questions.get(topic),
+                }
+            )
+        return base.model_copy(update={"risk": risk, "footer": footer, "smalltalk": reading.smalltalk >= 0.5})
+
+    def _crisis(self, message: str, normalised: str, reading: Reading, language: str) -> SafetyDecision | None:
+        """A crisis decision when a reviewed pattern or the model finds current risk in the message."""
+        rule = self.patterns.match(self.spelling, message)
+        if rule is None and reading.crisis < 1.0:
+            return None
+        if (rule is not None and rule.category == "method") or reading.kind == "method":
+            category = "method"
+        elif self.overdose.search(normalised) or reading.kind == "overdose" or (rule and rule.category == "overdose"):
+            category = "overdose"
+        else:
+            category = rule.category if rule is not None else "risk"
+        reason = f"pattern {rule.id}" if rule is not None else f"model {reading.crisis:.2f}"
+        return SafetyDecision(
+            action="crisis",
+            risk="crisis",
+            category=category,
+            reason=reason,
+            language=language,
+            turn_risk=reading.crisis,
+        )
+
+    def _earlier_turns(
+        self, history: Sequence[Message], conversation: ConversationRisk | None, language: str
+    ) -> list[float]:
+        """Crisis scores of the recent earlier user turns: remembered by the conversation, or read (bounded)."""
+        scores = []
+        for turn in _user_turns(history)[-HISTORY_TURNS:]:
+            remembered = conversation.turns.get(turn_key(turn.content)) if conversation is not None else None
+            if remembered is None:
+                text = turn.content[:TURN_CHARS]
+                remembered = 1.0 if self.patterns.match(self.spelling, text) else self.read(text, language).crisis
+            scores.append(remembered)
+        return scores
+
+    def _advice_topic(self, normalised: str) -> str:
+        """The topic of an advice request the model found (for the general information beside the refusal)."""
+        return next((topic for topic, regex in self.advice_topics if regex.search(normalised)), "medication")
 
     def had_crisis(self, history: Sequence[Message]) -> bool:
         """Whether an earlier user turn of the conversation showed crisis."""
-        return any(m.role == "user" and self._assess_crisis(m.content).action == "crisis" for m in history)
-
-    def _assess_crisis(self, message: str) -> SafetyDecision:
-        cached = self._crisis_cache.get(message)
-        if cached is None:
-            cached = self.crisis.assess(message)
-            if len(self._crisis_cache) >= _CACHE_LIMIT:
-                self._crisis_cache = {}  # replaced, not cleared in place: requests run in threads
-            self._crisis_cache[message] = cached
-        return cached
+        return any(score >= 1.0 for score in self._earlier_turns(history, None, "en"))
 
     def review(self, answer: Answer) -> ReplyReview:
         """Checks a reply: no system-prompt text, no quote of instruction-like document text, risk topics."""
@@ -156,8 +257,11 @@ class SafetyGuard:
         return ReplyReview(drop_citations=drop, footer=footer)
 
     def warm_up(self) -> None:
-        """Embed the crisis exemplars now, so that the first message's crisis check does not wait for them."""
-        self.crisis.prepare()
+        """Load the language identifier and both models and read one message now, so no message waits."""
+        self.language.prepare()
+        self.reader.multilingual.prepare()
+        self.reader.read("warm up", "en")
+        self.ready = True
 
     def scan_document(self, document: object) -> list[str]:
         """Warnings naming file and line for instruction-like text in a corpus document (which stays data)."""
@@ -215,3 +319,14 @@ def _known_words() -> frozenset[str]:
         return load_known_words(default_model_path() / "vocab.txt")
     except ConfigurationError:
         return frozenset()
+
+
+def _user_turns(history: Sequence[Message]) -> list[Message]:
+    return [m for m in history if m.role == "user" and m.content.strip()]
+
+
+def _general_questions(extra: dict[str, object]) -> dict[str, str]:
+    questions = extra.get("general_questions") or {}
+    if not isinstance(questions, dict):
+        raise ConfigurationError("advice_patterns.yaml: general_questions must be a mapping of topic to question")
+    return {str(k): str(v) for k, v in questions.items() if v}
