@@ -6,12 +6,22 @@ import re
 
 import pytest
 
+from bpd_rag.answering.cards import CardMatcher
 from bpd_rag.conflicts import Claim, find_disagreements
 from bpd_rag.corpus import load_corpus
 from bpd_rag.pipeline import Pipeline
+from bpd_rag.render import openai_text
 from tests.conftest import CORPUS
 
 DOC_TEXT = {d.doc_id: d.text for d in load_corpus(CORPUS).documents}
+
+
+@pytest.fixture
+def extractive(real_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
+    """The real pipeline with no answer card served: what the extractive answerer does on its own."""
+    no_cards = CardMatcher([], real_pipeline.documents, real_pipeline.embedder, None)
+    monkeypatch.setitem(real_pipeline.__dict__, "card_matcher", no_cards)
+    return real_pipeline
 
 
 def assert_grounded(answer) -> None:  # type: ignore[no-untyped-def]
@@ -27,12 +37,12 @@ def assert_grounded(answer) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.real_model
-def test_dose_question_is_answered_from_the_trial_report(real_pipeline: Pipeline) -> None:
-    answer = real_pipeline.ask("What dose of ketamine was used in the pilot trial?")
+def test_dose_question_is_answered_from_the_trial_report(extractive: Pipeline) -> None:
+    answer = extractive.ask("What dose of ketamine was used in the pilot trial?")
     assert answer.kind == "answer"
-    assert "0.5 mg/kg" in answer.answer
+    assert re.search(r"0\.5 mg(/| per )kg", answer.answer), answer.answer  # in plain words or as written
     assert any(c.doc_id == "pip-pilot-rct-blog" and "0.5 mg/kg" in c.quote for c in answer.citations)
-    assert "clinic blog" in answer.answer  # the kind of source is visible
+    assert "clinic blog" in openai_text(answer)  # the kind of source is visible
     assert answer.disclaimer
     assert_grounded(answer)
 
@@ -46,34 +56,41 @@ def test_dose_question_is_answered_from_the_trial_report(real_pipeline: Pipeline
         "Does salt cause depression?",
     ],
 )
-def test_questions_the_sources_do_not_answer(real_pipeline: Pipeline, question: str) -> None:
-    answer = real_pipeline.ask(question)
+def test_questions_the_sources_do_not_answer(extractive: Pipeline, question: str) -> None:
+    answer = extractive.ask(question)
     assert answer.kind == "no_answer", answer.answer
     assert "could not find" in answer.answer
     assert answer.disclaimer == ""
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known miss of the extractive answerer alone (the card trial-design answers it in the full "
+    "pipeline): the fitted sentence model leans on the passage rank and picks the study-title sentence over the "
+    "'22 adults' sentence of a neighbouring chunk",
+)
 @pytest.mark.real_model
-def test_participant_count_conflict_is_shown_with_both_sources(real_pipeline: Pipeline) -> None:
-    answer = real_pipeline.ask("How many people took part in the pilot randomized trial of ketamine for BPD?")
+def test_participant_count_conflict_is_shown_with_both_sources(extractive: Pipeline) -> None:
+    answer = extractive.ask("How many people took part in the pilot randomized trial of ketamine for BPD?")
     assert answer.kind == "answer"
     assert answer.conflicts, answer.answer
-    cited_docs = {c.doc_id for c in answer.citations if c.id in answer.conflicts[0].citation_ids}
+    cited = {n for conflict in answer.conflicts for n in conflict.citation_ids}
+    cited_docs = {c.doc_id for c in answer.citations if c.id in cited}
     assert cited_docs == {"expio-pilot-rct-summary", "pip-pilot-rct-blog"}
     assert "20" in answer.answer and "22" in answer.answer
     assert_grounded(answer)
 
 
 @pytest.mark.real_model
-def test_follow_up_uses_the_conversation(real_pipeline: Pipeline) -> None:
+def test_follow_up_uses_the_conversation(extractive: Pipeline) -> None:
     from bpd_rag.types import Message
 
     history = [
         Message(role="user", content="Tell me about the pilot randomized controlled trial of ketamine in BPD."),
         Message(role="assistant", content="It compared ketamine with a control drug."),
     ]
-    answer = real_pipeline.ask("What dose was used for that?", history)
-    assert answer.kind == "answer" and "0.5 mg/kg" in answer.answer
+    answer = extractive.ask("What dose was used for that?", history)
+    assert answer.kind == "answer" and re.search(r"0\.5 mg(/| per )kg", answer.answer), answer.answer
 
 
 def test_disagreement_rules() -> None:
@@ -97,11 +114,11 @@ def test_disagreement_rules() -> None:
 
 
 @pytest.mark.real_model
-def test_low_risk_claim_is_set_against_the_listed_side_effects(real_pipeline: Pipeline) -> None:
-    answer = real_pipeline.ask("Is ketamine safe? Does it have side effects?")
-    assert answer.conflicts and "low risk of side effects" in answer.conflicts[0].summary
+def test_low_risk_claim_is_set_against_the_listed_side_effects(extractive: Pipeline) -> None:
+    answer = extractive.ask("Is ketamine safe? Does it have side effects?")
+    assert answer.conflicts and "low risk of side effects" in answer.conflicts[0].summary, answer.answer
     by_id = {c.id: c for c in answer.citations}
-    cited = [by_id[i].quote for i in answer.conflicts[0].citation_ids]
+    cited = [by_id[i].quote for conflict in answer.conflicts for i in conflict.citation_ids]
     assert any("low risk of side effects" in q for q in cited)
     assert any(re.search(r"side effects .*(include|reported)|can (also )?cause", q) for q in cited)
     assert_grounded(answer)
@@ -138,10 +155,15 @@ def test_sentence_cache_survives_concurrent_requests(tmp_path) -> None:  # type:
     assert results[3][0] == HashEmbedder().embed_documents(["sentence 3 0"])[0]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known miss of the extractive answerer alone (the card bpd-or-bipolar answers it in the full "
+    "pipeline): the fitted sentence model does not pick the definition of BPD",
+)
 @pytest.mark.real_model
-def test_a_known_source_error_is_never_repeated(real_pipeline: Pipeline) -> None:
+def test_a_known_source_error_is_never_repeated(extractive: Pipeline) -> None:
     """One source calls bipolar disorder "BPD" (corpus/errata.yaml): the bot must not repeat the confusion."""
-    answer = real_pipeline.ask("Is BPD the same as bipolar disorder?")
+    answer = extractive.ask("Is BPD the same as bipolar disorder?")
     assert "bipolar disorder (BPD)" not in answer.answer
     assert "borderline personality disorder (bpd)" in answer.answer.lower()
     assert_grounded(answer)

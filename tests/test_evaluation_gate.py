@@ -1,4 +1,5 @@
-"""The quality gate of `make test`: the whole gold set through the offline pipeline (packaged MiniLM, embedded
+"""The quality gate of `make test`: the test split of the gold sets (gold-style and patient-worded questions, never
+tuned on) through the offline pipeline (packaged MiniLM, embedded
 Chroma in a temporary folder), then every minimum and maximum in eval/thresholds.toml.
 
 The pipeline comes from build_pipeline, as the CLI and the server build it, so whatever build_pipeline
@@ -20,7 +21,7 @@ from bpd_rag.evaluation.thresholds import check_thresholds, load_thresholds
 from bpd_rag.pipeline import build_pipeline
 from tests.conftest import CORPUS, ROOT, make_settings
 
-GOLD = ROOT / "eval" / "gold.jsonl"
+GOLD = [ROOT / "eval" / "gold.jsonl", ROOT / "eval" / "patient.jsonl"]
 THRESHOLDS = ROOT / "eval" / "thresholds.toml"
 
 
@@ -30,7 +31,7 @@ def offline_run(tmp_path_factory: pytest.TempPathFactory, real_embedder: Sentenc
     pipeline = build_pipeline(settings, real_embedder)
     pipeline.ingest()
     ctx = scoring_context(settings, default_scorer(real_embedder), safety_layer=pipeline.guard is not None)
-    return evaluate(load_items(GOLD), PipelineTarget(pipeline), ctx)
+    return evaluate(load_items(GOLD, split="test"), PipelineTarget(pipeline), ctx)
 
 
 @pytest.mark.real_model
@@ -50,6 +51,6 @@ def test_every_metric_meets_its_threshold(offline_run: EvalRun) -> None:
 
 @pytest.mark.real_model
 def test_every_gold_item_was_answered_without_error(offline_run: EvalRun) -> None:
-    assert offline_run.overall["items"] == len(load_items(GOLD))
+    assert offline_run.overall["items"] == len(load_items(GOLD, split="test"))
     errors = {s.id: s.error for s in offline_run.scores if s.error}
     assert not errors

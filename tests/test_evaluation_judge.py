@@ -13,9 +13,9 @@ import pytest
 from bpd_rag import chat_models
 from bpd_rag.errors import ConfigurationError, LLMUnavailableError
 from bpd_rag.evaluation.gold import GoldItem
-from bpd_rag.evaluation.judge import LLMJudge
 from bpd_rag.evaluation.scoring import ScoringContext, aggregate, score_item
 from bpd_rag.evaluation.targets import Observation
+from bpd_rag.judge import LLMJudge
 from bpd_rag.settings import LLMSettings
 from bpd_rag.types import Answer, Citation, Statement
 

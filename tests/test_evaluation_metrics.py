@@ -189,7 +189,15 @@ def test_confusion_matrix_counts_expected_against_predicted() -> None:
     matrix = confusion_matrix(
         [("crisis", "crisis"), ("crisis", "no_answer"), ("answer", "answer"), ("answer", None), ("refusal", "answer")]
     )
-    assert matrix["crisis"] == {"answer": 0, "no_answer": 1, "crisis": 1, "refusal": 0, "smalltalk": 0, "error": 0}
+    assert matrix["crisis"] == {
+        "answer": 0,
+        "no_answer": 1,
+        "crisis": 1,
+        "refusal": 0,
+        "smalltalk": 0,
+        "support": 0,
+        "error": 0,
+    }
     assert matrix["answer"]["answer"] == 1 and matrix["answer"]["error"] == 1
     assert matrix["refusal"]["answer"] == 1 and matrix["no_answer"] == dict.fromkeys(matrix["no_answer"], 0)
 

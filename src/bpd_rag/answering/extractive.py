@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+
+import yaml
 
 from bpd_rag.answering import make_citation
 from bpd_rag.conflicts import Claim, find_disagreements
 from bpd_rag.corpus import Erratum, in_errata
 from bpd_rag.embeddings import Embedder, Vector, cosine
+from bpd_rag.errors import ConfigurationError
 from bpd_rag.index import embedding_text
 from bpd_rag.prompts import load_prompt
 from bpd_rag.textutil import QUESTION_FILLER, one_edit, sentence_spans, stem, terms
-from bpd_rag.types import Answer, Chunk, Citation, Passage, Question, Statement, source_display
+from bpd_rag.types import EVIDENCE_RANK, Answer, Chunk, Citation, Passage, Question, Statement, source_display
 
 _CACHE_LIMIT = 50_000
+_STUDIES = ("randomized_trial", "uncontrolled_study")
 _UNKNOWN_SHARE_VETO = 0.3
 _NUMBER = r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|twelve|twenty|hundred|half|dozen)\b"
 
@@ -67,6 +73,22 @@ class _Candidate:
     terms: frozenset[str]
     score: float = 0.0
     vector: Vector | None = None  # of the sentence alone
+    evidence: str = "unknown"
+
+
+def _asks_answer_type(question: str) -> bool:
+    """Whether the question asks for a price, dose, count or time."""
+    return any(asks.search(question) for asks, _ in _ANSWER_TYPES)
+
+
+def _heuristic(features: dict[str, float]) -> float:
+    """The score without a fitted model: meaning and shared words, halved when the kind of answer is missing."""
+    score = 0.5 * 0.5 * (features["dense_context"] + features["dense_alone"]) + 0.5 * features["words"]
+    if features["type_missing"]:
+        score *= 0.5
+    if features["unknown_share"] >= _UNKNOWN_SHARE_VETO:
+        score *= 1.0 - features["unknown_share"]
+    return score
 
 
 def _answer_type_met(question: str, sentence: str) -> bool:
@@ -101,6 +123,77 @@ def source_name(passage: Passage) -> str:
     return source_display(chunk.publisher, chunk.title, chunk.doc_id, chunk.source_type)
 
 
+# A sentence is shown when the fitted model gives it at least this probability of being part of an answer.
+_SENTENCE_PROBABILITY = 0.5
+
+ANSWERABILITY_FEATURES = (
+    "dense_context",
+    "dense_alone",
+    "words",
+    "type_missing",
+    "unknown_share",
+    "passage_rank",
+    "passage_similarity",
+    "neighbour",
+)
+
+
+@dataclass(frozen=True)
+class AnswerabilityModel:
+    """A logistic regression: the probability that a sentence answers the question (fitted on the dev split by
+    `python -m bpd_rag.answering.fit`), and the probabilities above which a question is answered and a
+    further sentence is quoted."""
+
+    weights: dict[str, float]
+    bias: float
+    answer_threshold: float
+    meta: dict[str, object]
+
+    def probability(self, features: dict[str, float]) -> float:
+        z = self.bias + sum(self.weights[f] * features[f] for f in ANSWERABILITY_FEATURES)
+        return 1.0 / (1.0 + math.exp(-z))
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> AnswerabilityModel:
+        path = path or Path(str(resources.files("bpd_rag").joinpath("data", "answering", "answerability.json")))
+        try:
+            data = json.loads(path.read_text("utf-8"))
+            return cls(
+                weights={f: float(data["weights"][f]) for f in ANSWERABILITY_FEATURES},
+                bias=float(data["bias"]),
+                answer_threshold=float(data["answer_threshold"]),
+                meta=data.get("meta", {}),
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigurationError(
+                f"The answerability model {path} cannot be read ({exc}). Refit it: python -m bpd_rag.answering.fit"
+            ) from exc
+
+    def save(self, path: Path) -> None:
+        data = {"weights": self.weights, "bias": self.bias, "answer_threshold": self.answer_threshold}
+        path.write_text(json.dumps({**data, "meta": self.meta}, indent=2) + "\n", "utf-8")
+
+
+class Outcomes:
+    """Which outcomes a sentence is about, and whether it claims a benefit or a harm (data/answering/outcomes.yaml)."""
+
+    def __init__(self, outcomes: dict[str, re.Pattern[str]], claims: re.Pattern[str]) -> None:
+        self._outcomes = outcomes
+        self._claims = claims
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Outcomes:
+        path = path or Path(str(resources.files("bpd_rag").joinpath("data", "answering", "outcomes.yaml")))
+        data = yaml.safe_load(path.read_text("utf-8"))
+        return cls({k: re.compile(v, re.I) for k, v in data["outcomes"].items()}, re.compile(data["claims"], re.I))
+
+    def of(self, sentence: str) -> set[str]:
+        return {name for name, regex in self._outcomes.items() if regex.search(sentence)}
+
+    def claims(self, sentence: str) -> bool:
+        return bool(self._claims.search(sentence))
+
+
 class ExtractiveAnswerer:
     """Selects evidence sentences by meaning and term overlap; every sentence of the reply is a cited quote."""
 
@@ -114,8 +207,16 @@ class ExtractiveAnswerer:
         min_score: float = 0.34,
         known_term: Callable[[str], bool] | None = None,
         errata: Sequence[Erratum] = (),
+        evidence_of: Callable[[str, int], str] | None = None,
+        findings: Callable[[], Sequence[Passage]] | None = None,
+        outcomes: Outcomes | None = None,
+        model: AnswerabilityModel | None = None,
     ) -> None:
+        self.model = model
         self.embedder = embedder
+        self.evidence_of = evidence_of or (lambda doc_id, offset: "unknown")
+        self.findings = findings or (lambda: ())
+        self.outcomes = outcomes
         self.errata = tuple(errata)
         self.known_term = known_term
         self.max_sentences = max_sentences
@@ -170,21 +271,46 @@ class ExtractiveAnswerer:
                 if key in seen:  # overlapping chunks repeat sentences
                     continue
                 seen.add(key)
+                evidence = self.evidence_of(chunk.doc_id, chunk.start + s.start)
+                if evidence == "advertising":  # a clinic advertising its services is not information
+                    continue
                 out.append(
                     _Candidate(
-                        p_index, s.start, s.end, s.text, chunk.doc_id, chunk.start + s.start, s.in_context, s.terms
+                        p_index,
+                        s.start,
+                        s.end,
+                        s.text,
+                        chunk.doc_id,
+                        chunk.start + s.start,
+                        s.in_context,
+                        s.terms,
+                        evidence=evidence,
                     )
                 )
         return out
 
     def score(self, question: str, passages: Sequence[Passage]) -> list[_Candidate]:
-        """Candidates scored by 0.5 * cosine + 0.5 * idf-weighted share of the question's terms they contain."""
+        """Candidates scored by the answerability model: the probability that the sentence answers the question.
+
+        Without a fitted model (tests of logic), 0.5 * cosine + 0.5 * idf-weighted share of the question's terms.
+        """
         candidates = self._candidates(passages)
         if not candidates:
             return []
-        # A sentence is scored with the context its chunk was indexed with (publisher, section heading).
+        for cand, features in zip(candidates, self.features(question, candidates, passages), strict=True):
+            cand.score = self.model.probability(features) if self.model is not None else _heuristic(features)
+        return sorted(candidates, key=lambda c: -c.score)
+
+    def features(
+        self, question: str, candidates: Sequence[_Candidate], passages: Sequence[Passage]
+    ) -> list[dict[str, float]]:
+        """What the answerability model reads of each sentence: how close it is to the question (with its section
+        and alone), the share of the question's words it has, whether it gives the kind of answer asked for
+        (a number, a time, a dose), the share of the question's words the corpus never uses, and how well its
+        passage ranked (is the passage about the question at all)."""
+        # A sentence is compared with the context its chunk was indexed with (publisher, section heading) and
+        # alone: within a section the shared heading makes every sentence look alike.
         vectors = self._embed([c.in_context for c in candidates])
-        # The sentence alone too: within a section the shared heading makes every sentence look alike.
         plain = self._embed([c.text for c in candidates])
         query_vector = self.embedder.embed_query(question)
         sentence_terms = [c.terms for c in candidates]
@@ -197,10 +323,6 @@ class ExtractiveAnswerer:
             q_terms -= {t for t in q_terms if not self.known_term(t) and (one_edit(t) - {t}) & q_terms}
         idf = {t: math.log(1 + n / (1 + df.get(t, 0))) for t in q_terms}
         total = sum(idf.values()) or 1.0
-        # Topic words the corpus never uses ("Does salt cause depression?") make every sentence a poorer
-        # answer, in proportion to the weight they carry in the question.
-        # Short unknown tokens are mostly typos and abbreviations ("ppl"), and one odd word among many
-        # ("summarised") is no change of topic: only a substantial unknown share counts.
         filler = {stem(w) for w in QUESTION_FILLER}
         unknown = {
             t
@@ -212,16 +334,25 @@ class ExtractiveAnswerer:
             and not self.known_term(t)
         }
         unknown_share = sum(idf[t] for t in unknown) / total
-        coverage = 1.0 - unknown_share if unknown_share >= _UNKNOWN_SHARE_VETO else 1.0
+        asks_type = _asks_answer_type(question)
+        out = []
         for cand, vector, own, s_terms in zip(candidates, vectors, plain, sentence_terms, strict=True):
-            lexical = sum(idf[t] for t in q_terms & s_terms) / total
             cand.vector = own
-            dense = 0.5 * (cosine(query_vector, vector) + cosine(query_vector, own))
-            cand.score = 0.5 * max(dense, 0.0) + 0.5 * lexical
-            if not _answer_type_met(question, cand.text):
-                cand.score *= 0.5
-            cand.score *= coverage
-        return sorted(candidates, key=lambda c: -c.score)
+            passage = passages[cand.passage_index]
+            rank = passage.dense_rank or passage.bm25_rank or 50
+            out.append(
+                {
+                    "dense_context": max(cosine(query_vector, vector), 0.0),
+                    "dense_alone": max(cosine(query_vector, own), 0.0),
+                    "words": sum(idf[t] for t in q_terms & s_terms) / total,
+                    "type_missing": 1.0 if asks_type and not _answer_type_met(question, cand.text) else 0.0,
+                    "unknown_share": unknown_share,
+                    "passage_rank": 1.0 / rank,
+                    "passage_similarity": passage.dense_similarity or 0.0,
+                    "neighbour": 1.0 if passage.neighbour_of else 0.0,
+                }
+            )
+        return out
 
     def no_answer(self) -> Answer:
         """The reply when nothing in the sources answers the question."""
@@ -231,9 +362,13 @@ class ExtractiveAnswerer:
 
     def answer(self, question: Question, passages: Sequence[Passage]) -> Answer:
         ranked = self.score(question.query, passages)
-        relevant = [c for c in ranked if c.score >= self.min_score]
-        if not relevant:
-            return self.no_answer()
+        threshold = self.model.answer_threshold if self.model is not None else self.min_score
+        if not ranked or ranked[0].score < threshold:
+            return self.no_answer()  # the question-level decision: does any sentence answer it?
+        # Which sentences to show: with the fitted model, every sentence the sentence-level classifier calls
+        # more likely part of an answer than not (0.5; the question-level threshold above is stricter).
+        keep = min(threshold, _SENTENCE_PROBABILITY) if self.model is not None else threshold
+        relevant = [c for c in ranked if c.score >= keep]
 
         chosen: list[_Candidate] = []
         for cand in relevant:
@@ -243,8 +378,68 @@ class ExtractiveAnswerer:
                 continue  # a near-repeat adds nothing
             chosen.append(cand)
 
+        passages = list(passages)
+        chosen = self._with_findings(question.query, chosen, passages)
+        # The strongest evidence first: the randomized trial, then the uncontrolled study, then the rest.
+        chosen.sort(key=lambda c: (EVIDENCE_RANK.get(c.evidence, 5), -c.score))
         conflicts = self._conflicts(chosen, relevant, passages)
         return self._compose(chosen, conflicts, passages)
+
+    def _with_findings(self, question: str, chosen: list[_Candidate], passages: list[Passage]) -> list[_Candidate]:
+        """The chosen sentences plus, for each clinic's claim about an outcome, what the trials found on it.
+
+        A claim ("ketamine has a low risk of side effects") never stands without the trial's finding on the
+        same outcome when the corpus has one; the finding most like the claim (and the question) is added.
+        """
+        if self.outcomes is None:
+            return chosen
+        studied = {o for c in chosen if c.evidence in _STUDIES for o in self.outcomes.of(c.text)}
+        wanted = {
+            o
+            for c in chosen
+            if c.evidence not in _STUDIES and self.outcomes.claims(c.text)
+            for o in self.outcomes.of(c.text)
+        } - studied
+        if not wanted:
+            return chosen
+        findings = [f for f in self.findings() if self.outcomes.of(f.chunk.text) & wanted]
+        have = {(c.doc_id, c.doc_offset) for c in chosen}
+        findings = [f for f in findings if (f.chunk.doc_id, f.chunk.start) not in have]
+        if not findings:
+            return chosen
+        vectors = self._embed([f.chunk.text for f in findings])
+        query = self.embedder.embed_query(question)
+        claims = [c for c in chosen if c.evidence not in _STUDIES]
+        added: list[_Candidate] = []
+        for outcome in sorted(wanted):
+            options = [n for n, f in enumerate(findings) if outcome in self.outcomes.of(f.chunk.text)]
+            if not options or any(outcome in self.outcomes.of(a.text) for a in added):
+                continue
+
+            def closeness(n: int) -> float:
+                like_claim = max(cosine(vectors[n], c.vector or []) for c in claims)
+                return like_claim + cosine(vectors[n], query)
+
+            best = max(options, key=closeness)
+            finding = findings[best]
+            passages.append(finding)
+            chunk = finding.chunk
+            added.append(
+                _Candidate(
+                    len(passages) - 1,
+                    0,
+                    len(chunk.text),
+                    chunk.text,
+                    chunk.doc_id,
+                    chunk.start,
+                    chunk.text,
+                    frozenset(terms(chunk.text)),
+                    score=closeness(best) / 2,
+                    vector=vectors[best],
+                    evidence=self.evidence_of(chunk.doc_id, chunk.start),
+                )
+            )
+        return chosen + added
 
     def _conflicts(
         self, chosen: list[_Candidate], relevant: list[_Candidate], passages: Sequence[Passage]

@@ -13,9 +13,10 @@ from bpd_rag.answering import Answerer, make_citation
 from bpd_rag.chat_models import ChatMessage, ChatModel
 from bpd_rag.corpus import Erratum, in_errata
 from bpd_rag.errors import LLMUnavailableError
+from bpd_rag.markers import cited_sentences
 from bpd_rag.prompts import load_prompt
 from bpd_rag.support import SupportScorer
-from bpd_rag.textutil import sentence_spans, split_sentences
+from bpd_rag.textutil import sentence_spans
 from bpd_rag.types import Answer, Citation, Message, Passage, Question, Statement, source_type_label
 
 log = logging.getLogger(__name__)
@@ -39,17 +40,6 @@ NOT_ANSWERED_NOTICE = (
     "The language model found no answer in the sources, so this answer was assembled directly from them."
 )
 
-Messages = list[tuple[str, str]]
-
-# One citation group: [3] or [1, 3]; "[1][3]" is two groups. The only marker syntax the project parses:
-# everywhere else citations are data (Statement.citation_ids).
-_MARKER = re.compile(r"\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]")
-# Markers written after the full stop ("... infusion. [2]", "... with BPD.” [2]") would start the next
-# sentence when split, so they are moved in front of the stop (and any closing quote or bracket) first.
-_MARKERS_AFTER_STOP = re.compile(r"([.!?][\"”’')\]]*)((?:[ \t]*\[\s*\d+(?:\s*,\s*\d+)*\s*\])+)")
-# List bullets and numbering ("1. ") at line starts: the splitter would read "1." as a sentence of its own.
-_LINE_PREFIX = re.compile(r"^[ \t]*(?:[-*•]|\d+[.)]|#+)[ \t]+", re.MULTILINE)
-_SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?])")
 _BLANKED = re.compile(r" {3,}")
 
 
@@ -99,39 +89,14 @@ def without_errata(passages: Sequence[Passage], errata: Sequence[Erratum]) -> li
     return out
 
 
-def _normalize(text: str) -> str:
-    text = _LINE_PREFIX.sub("", text.replace("\r\n", "\n"))
-    return _MARKERS_AFTER_STOP.sub(lambda m: f"{m.group(2)}{m.group(1)}", text)
-
-
 def _comparable(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
-
-
-def _cited_numbers(sentence: str) -> list[int]:
-    numbers: list[int] = []
-    for match in _MARKER.finditer(sentence):
-        for part in match.group(1).split(","):
-            n = int(part)
-            if n not in numbers:
-                numbers.append(n)
-    return numbers
-
-
-def _clean(text: str) -> str:
-    return _SPACE_BEFORE_PUNCT.sub(r"\1", re.sub(r"[ \t]+", " ", text)).strip()
-
-
-def strip_markers(sentence: str) -> str:
-    """The sentence without its [n] markers: the claim the support scorer judges."""
-    return _clean(_MARKER.sub(" ", sentence))
 
 
 @dataclass
 class KeptSentence:
     """A generated sentence that survived the post-check, with its supported passage numbers (1-based)."""
 
-    text: str
     claim: str
     cited: list[int]
 
@@ -148,20 +113,23 @@ class CheckedAnswer:
 def check_sentences(text: str, passages: Sequence[Passage], support: SupportScorer, threshold: float) -> CheckedAnswer:
     """Keep the sentences whose in-range citations support them (dropping unsupported markers); count the rest."""
     checked = CheckedAnswer()
-    for sentence in split_sentences(_normalize(text)):
-        claim = strip_markers(sentence)
-        if not re.search(r"[A-Za-z0-9]", claim):
-            continue  # a stray marker or punctuation: nothing was claimed
+    publishers = {p.chunk.publisher for p in passages if p.chunk.publisher}
+    for sentence in cited_sentences(text):
+        claim = sentence.text
         if _comparable(claim) == _comparable(NO_ANSWER_SENTENCE):
             checked.said_no_answer = True
             continue
+        named = {name for name in publishers if name.lower() in claim.lower()}
         supported = [
             n
-            for n in _cited_numbers(sentence)
-            if 1 <= n <= len(passages) and support.support(claim, passages[n - 1].chunk.text) >= threshold
+            for n in sentence.cited
+            if 1 <= n <= len(passages)
+            # A claim that names a source must cite that source ("PsyPost reports ..." citing a clinic's blog).
+            and (not named or passages[n - 1].chunk.publisher in named)
+            and support.support(claim, passages[n - 1].chunk.text) >= threshold
         ]
         if supported:
-            checked.kept.append(KeptSentence(text=sentence, claim=claim, cited=supported))
+            checked.kept.append(KeptSentence(claim=claim, cited=supported))
         else:
             checked.dropped.append(claim)
     return checked
@@ -177,14 +145,6 @@ def best_span(claims: Sequence[str], passage: Passage, support: SupportScorer) -
         if score > best_score:
             best, best_score = (start, end), score
     return best
-
-
-def _rewrite(sentence: str, renumber: dict[int, int]) -> str:
-    def replace(match: re.Match[str]) -> str:
-        numbers = dict.fromkeys(int(part) for part in match.group(1).split(","))
-        return "".join(f"[{renumber[n]}]" for n in numbers if n in renumber)
-
-    return _clean(_MARKER.sub(replace, sentence))
 
 
 def assemble(
@@ -232,8 +192,10 @@ class LLMAnswerer:
         fallback: Answerer,
         support_threshold: float,
         errata: Sequence[Erratum] = (),
+        verifier: SupportScorer | None = None,
     ) -> None:
         self.model = model
+        self.verifier = verifier
         self.errata = tuple(errata)
         self.prompts_dir = Path(prompts_dir)
         self.support = support
@@ -255,6 +217,8 @@ class LLMAnswerer:
             log.warning("LLM answerer falling back: %s", exc)
             return self._fall_back(question, passages, UNAVAILABLE_NOTICE)
         checked = check_sentences(generated, shown, self.support, self.support_threshold)
+        if self.verifier is not None:
+            checked = self._verified(checked, shown)
         if checked.dropped:
             # Counts only: generated text repeats the reader's words, which never go to the log at INFO.
             log.info("post-check removed %d sentence(s)", len(checked.dropped))
@@ -268,6 +232,19 @@ class LLMAnswerer:
         statements, citations = assemble(checked, shown, self.support)
         notice = dropped_notice(len(checked.dropped)) if checked.dropped else None
         return Answer(kind="answer", statements=statements, citations=citations, notice=notice, answerer=self.name)
+
+    def _verified(self, checked: CheckedAnswer, passages: Sequence[Passage]) -> CheckedAnswer:
+        """The kept sentences the optional verification call also finds supported by their cited passages."""
+        assert self.verifier is not None
+        out = CheckedAnswer(dropped=list(checked.dropped), said_no_answer=checked.said_no_answer)
+        for sentence in checked.kept:
+            evidence = " ".join(passages[n - 1].chunk.text for n in sentence.cited)
+            try:
+                verdict = self.verifier.support(sentence.claim, evidence)
+            except LLMUnavailableError:
+                verdict = 1.0  # the endpoint failed: the deterministic checks stand alone
+            (out.kept.append(sentence) if verdict >= 0.5 else out.dropped.append(sentence.claim))
+        return out
 
     def messages(self, question: Question, passages: Sequence[Passage]) -> list[ChatMessage]:
         """The messages sent to the model: the reader's own words and recent turns; passages as data."""

@@ -7,7 +7,7 @@ import importlib.util
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -17,7 +17,15 @@ from rich.table import Table
 from bpd_rag.console import progress_bar
 from bpd_rag.errors import BpdRagError
 from bpd_rag.evaluation.report import build_report, fmt, label, summary, write_report
-from bpd_rag.evaluation.runner import EvalRun, default_scorer, evaluate, load_items, scoring_context
+from bpd_rag.evaluation.runner import (
+    DEFAULT_GOLD,
+    EvalRun,
+    Split,
+    default_scorer,
+    evaluate,
+    load_items,
+    scoring_context,
+)
 from bpd_rag.evaluation.scoring import METRICS
 from bpd_rag.evaluation.targets import Target
 from bpd_rag.evaluation.thresholds import check_thresholds, load_thresholds
@@ -94,7 +102,18 @@ def eval_command(
         bool,
         typer.Option("--llm-judge", help="Add LLM-judged faithfulness (needs BPD_RAG_LLM__BASE_URL)."),
     ] = False,
-    gold: Annotated[Path, typer.Option("--gold", help="The gold set (JSONL).")] = Path("eval/gold.jsonl"),
+    gold: Annotated[
+        list[Path] | None,
+        typer.Option("--gold", help="A gold set (JSONL), repeatable; default eval/gold.jsonl and eval/patient.jsonl."),
+    ] = None,
+    split: Annotated[
+        str,
+        typer.Option(
+            "--split",
+            help="test (reported and gated; never tuned on), dev (what tuning uses) or all.",
+            case_sensitive=False,
+        ),
+    ] = "test",
     thresholds: Annotated[Path, typer.Option("--thresholds", help="Minimums and maximums per metric (TOML).")] = Path(
         "eval/thresholds.toml"
     ),
@@ -117,7 +136,19 @@ def eval_command(
             "Install them with: pip install 'bpd-rag[eval]' (make test does this)."
         )
     try:
-        report, folder = _evaluate(against, baseline, llm_judge, gold, thresholds, out_dir, category or [])
+        if split not in ("dev", "test", "all"):
+            raise BpdRagError(f"--split must be dev, test or all, not {split!r}.")
+        golds = list(gold or DEFAULT_GOLD)
+        report, folder = _evaluate(
+            against,
+            baseline,
+            llm_judge,
+            golds,
+            cast(Split, split),
+            thresholds,
+            out_dir,
+            category or [],
+        )
     except BpdRagError as exc:
         raise _fail(str(exc)) from exc
     except ValueError as exc:  # pydantic reports bad BPD_RAG_* values this way
@@ -134,7 +165,8 @@ def _evaluate(
     against: str | None,
     with_baseline: bool,
     llm_judge: bool,
-    gold: Path,
+    gold: list[Path],
+    split: Split,
     thresholds_path: Path,
     out_dir: Path,
     categories: list[str],
@@ -143,11 +175,11 @@ def _evaluate(
     from bpd_rag.pipeline import build_pipeline
 
     settings = Settings()
-    items = load_items(gold, categories)
+    items = load_items(gold, categories, split)
     limits = load_thresholds(thresholds_path, known=[*METRICS, "items"])
     judge = None
     if llm_judge:
-        from bpd_rag.evaluation.judge import LLMJudge
+        from bpd_rag.judge import LLMJudge
 
         judge = LLMJudge(settings.llm)
     target: Target
@@ -182,7 +214,8 @@ def _evaluate(
         finally:
             plain.close()
     meta = {
-        "gold": str(gold),
+        "gold": ", ".join(str(g) for g in gold),
+        "split": split,
         "categories": categories or "all",
         "mode": "http" if against else "in-process",
         "support_scorer": f"EmbeddingLexicalSupport ({embedder.name}), support ≥ {settings.answer.support_threshold}",

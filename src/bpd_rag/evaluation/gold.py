@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +24,9 @@ class GoldItem(BaseModel):
     must_contain: list[list[str]] = Field(default_factory=list)
     must_not_contain: list[str] = Field(default_factory=list)
     disclaimer_required: bool = False
+    split: Literal["dev", "test"] = Field(
+        default="test", description="dev: what thresholds and models are tuned on; test: measured and gated only."
+    )
 
 
 def load_gold(path: Path) -> list[GoldItem]:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from bpd_rag.types import Answer, AnswerKind, Statement
 
-KINDS: tuple[AnswerKind, ...] = ("answer", "no_answer", "crisis", "refusal", "smalltalk")
+KINDS: tuple[AnswerKind, ...] = ("answer", "no_answer", "crisis", "refusal", "smalltalk", "support")
 # Statements that make a claim a passage could support; the others are the bot's own words (safety
 # messages, introductions) or name a disagreement, which the conflict rules and gold items judge.
 CLAIM_KINDS = ("quote", "plain")

@@ -3,10 +3,11 @@ test and the benchmarks."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bpd_rag.corpus import load_corpus
 from bpd_rag.embeddings import Embedder, Vector
@@ -134,14 +135,25 @@ def evaluate(
     return EvalRun.of(target, scores)
 
 
-def load_items(path: Path, categories: Sequence[str] = ()) -> list[GoldItem]:
-    """The gold items, optionally only those of some categories."""
-    try:
-        items = load_gold(path)
-    except OSError as exc:
-        raise ConfigurationError(f"Cannot read the gold set {path} ({exc}). Pass --gold PATH.") from exc
-    except ValueError as exc:
-        raise ConfigurationError(str(exc)) from exc
+DEFAULT_GOLD = (Path("eval/gold.jsonl"), Path("eval/patient.jsonl"))
+Split = Literal["dev", "test", "all"]
+
+
+def load_items(paths: Path | Sequence[Path], categories: Sequence[str] = (), split: Split = "all") -> list[GoldItem]:
+    """The gold items of one or more files, optionally only one split and some categories."""
+    items: list[GoldItem] = []
+    for path in [paths] if isinstance(paths, Path) else paths:
+        try:
+            items += load_gold(path)
+        except OSError as exc:
+            raise ConfigurationError(f"Cannot read the gold set {path} ({exc}). Pass --gold PATH.") from exc
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
+    duplicated = [i for i, n in Counter(item.id for item in items).items() if n > 1]
+    if duplicated:
+        raise ConfigurationError(f"Gold item ids used twice: {', '.join(sorted(duplicated)[:5])}. Ids must be unique.")
+    if split != "all":
+        items = [i for i in items if i.split == split]
     if categories:
         known = {i.category for i in items}
         unknown = set(categories) - known

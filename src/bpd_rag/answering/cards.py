@@ -1,0 +1,239 @@
+"""Serving answer cards: a calibrated matcher decides whether a reviewed card answers the question.
+
+The matcher reads features of the best card for the question (its closest phrasing, the card's own question,
+shared words, the lead over the next card) and gives the probability that the card is right; the model and
+its threshold are fitted on the dev split of the gold sets (`python -m bpd_rag.answering.fit`) and stored in
+data/answering/card_matcher.json. Below the threshold, the extractive (or LLM) answer is given instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bpd_rag.cards import Card, card_citations
+from bpd_rag.embeddings import Embedder
+from bpd_rag.errors import ConfigurationError
+from bpd_rag.textutil import terms
+from bpd_rag.types import Answer, AnswerKind, Document, Question
+
+# What the matcher reads of each card for a question: the closest of the card's question and phrasings to the
+# standalone query and to the message as typed, the card's answer text to the query, the share of the
+# question's words the card uses (in its phrasings, in its answer), and the lead of the card over the best
+# other card on the query, on the message as typed (a follow-up's own words) and on words: a pointwise
+# model learns from the leads which of several likely cards is the one asked about.
+# "both" is the lower of the two closeness values: a follow-up's card must fit the topic of the conversation
+# (the standalone query) and what the new message asks ("what dose was used for that?").
+FEATURES = (
+    "closest",
+    "closest_message",
+    "both",
+    "content",
+    "words",
+    "words_content",
+    "lead",
+    "lead_message",
+    "lead_both",
+    "lead_words",
+)
+
+
+def default_matcher_file() -> Path:
+    return Path(str(resources.files("bpd_rag").joinpath("data", "answering", "card_matcher.json")))
+
+
+@dataclass(frozen=True)
+class Match:
+    """The best card for a question, the features the matcher read, and its probability of being right."""
+
+    card: Card
+    features: dict[str, float]
+    probability: float
+
+
+@dataclass(frozen=True)
+class MatcherModel:
+    """A logistic regression over FEATURES and the probability above which a card is served."""
+
+    weights: dict[str, float]
+    bias: float
+    threshold: float
+    meta: dict[str, Any]
+
+    def probability(self, features: Mapping[str, float]) -> float:
+        z = self.bias + sum(self.weights[f] * features[f] for f in FEATURES)
+        return 1.0 / (1.0 + math.exp(-z))
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> MatcherModel:
+        path = Path(path) if path else default_matcher_file()
+        try:
+            data = json.loads(path.read_text("utf-8"))
+            return cls(
+                weights={f: float(data["weights"][f]) for f in FEATURES},
+                bias=float(data["bias"]),
+                threshold=float(data["threshold"]),
+                meta=data.get("meta", {}),
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigurationError(
+                f"The card matcher {path} cannot be read ({exc}). Refit it with: python -m bpd_rag.answering.fit"
+            ) from exc
+
+    def save(self, path: Path) -> None:
+        data = {"features": list(FEATURES), "weights": self.weights, "bias": self.bias, "threshold": self.threshold}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**data, "meta": self.meta}, indent=2) + "\n", "utf-8")
+
+
+class CardMatcher:
+    """Finds the card that answers a question, if one does; card vectors are computed once (and cached on disk)."""
+
+    def __init__(
+        self,
+        cards: Sequence[Card],
+        documents: Mapping[str, Document],
+        embedder: Embedder,
+        model: MatcherModel | None,
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.cards = list(cards)
+        self.documents = documents
+        self.embedder = embedder
+        self.model = model
+        self.cache_dir = cache_dir
+        self._owner = [n for n, card in enumerate(self.cards) for _ in card.texts]
+        self._contents = [" ".join(s.text for s in card.statements) for card in self.cards]
+        self._texts = [text for card in self.cards for text in card.texts] + self._contents
+        self._card_terms = [set(terms(" ".join(card.texts))) for card in self.cards]
+        self._content_terms = [set(terms(content)) for content in self._contents]
+        documents_with = Counter(t for bag in self._card_terms for t in bag)
+        self._idf = {t: math.log(1 + len(self.cards) / n) for t, n in documents_with.items()}
+        self._idf_unknown = math.log(1 + len(self.cards))
+        self._vectors: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    # --- vectors ------------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Embed the cards' questions and phrasings now (a server does this at startup)."""
+        self._card_vectors()
+
+    def _card_vectors(self) -> np.ndarray:
+        with self._lock:
+            if self._vectors is None:
+                self._vectors = self._cached() if self._texts else np.zeros((0, self.embedder.dimension), np.float32)
+            return self._vectors
+
+    def _cached(self) -> np.ndarray:
+        key = hashlib.sha256("\n".join([self.embedder.name, *self._texts]).encode()).hexdigest()[:20]
+        path = self.cache_dir / f"cards-{key}.npy" if self.cache_dir is not None else None
+        if path is not None and path.is_file():
+            try:
+                vectors = np.load(path)
+                if vectors.shape == (len(self._texts), self.embedder.dimension):
+                    return np.asarray(vectors, dtype=np.float32)
+            except (OSError, ValueError):
+                pass  # a damaged cache is computed again
+        vectors = np.asarray(self.embedder.embed_documents(self._texts), dtype=np.float32)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(path, vectors)
+            except OSError:
+                pass  # a cache is a cache: a read-only folder only costs the next start a second
+        return vectors
+
+    # --- matching -----------------------------------------------------------------------------------
+
+    def _similarities(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """For each card: the cosine of its closest question or phrasing to the text, and of its answer."""
+        vectors = self._card_vectors()
+        phrasings = len(self._owner)
+        best = np.full(len(self.cards), -1.0, dtype=np.float32)
+        if not len(vectors):
+            return best, best
+        similarity = vectors @ np.asarray(self.embedder.embed_query(text), dtype=np.float32)
+        np.maximum.at(best, self._owner, similarity[:phrasings])
+        return best, similarity[phrasings:]
+
+    def _words(self, text: str, bags: Sequence[set[str]]) -> np.ndarray:
+        """For each card, the share of the question's word weight (idf over the cards) that its bag contains."""
+        asked = set(terms(text))
+        weight = {t: self._idf.get(t, self._idf_unknown) for t in asked}
+        total = sum(weight.values()) or 1.0
+        return np.array([sum(w for t, w in weight.items() if t in bag) / total for bag in bags], dtype=np.float32)
+
+    def features(self, question: Question) -> list[dict[str, float]]:
+        """The matcher's features of every card for the question (in card order)."""
+        closest, content = self._similarities(question.query)
+        closest_message = self._similarities(question.text)[0] if question.text != question.query else closest
+        words = self._words(question.query, self._card_terms)
+        words_content = self._words(question.query, self._content_terms)
+
+        def lead(values: np.ndarray) -> np.ndarray:
+            """Each card's value minus the best value among the other cards."""
+            if len(values) < 2:
+                return np.zeros_like(values)
+            order = np.argsort(-values, kind="stable")
+            best, second = values[order[0]], values[order[1]]
+            out = values - best
+            out[order[0]] = best - second
+            return out
+
+        both = np.minimum(closest, closest_message)
+        leads = lead(closest)
+        leads_message = lead(closest_message)
+        leads_both = lead(both)
+        leads_words = lead(words)
+        out = []
+        for n in range(len(self.cards)):
+            out.append(
+                {
+                    "closest": float(closest[n]),
+                    "closest_message": float(closest_message[n]),
+                    "both": float(both[n]),
+                    "content": float(content[n]),
+                    "words": float(words[n]),
+                    "words_content": float(words_content[n]),
+                    "lead": float(leads[n]),
+                    "lead_message": float(leads_message[n]),
+                    "lead_both": float(leads_both[n]),
+                    "lead_words": float(leads_words[n]),
+                }
+            )
+        return out
+
+    def candidates(
+        self, question: Question, model: MatcherModel | None = None
+    ) -> list[tuple[Card, dict[str, float], float]]:
+        """Every card with its features and probability of being right, most likely first."""
+        model = model or self.model
+        if not self.cards or model is None:
+            return []
+        scored = [(card, f, model.probability(f)) for card, f in zip(self.cards, self.features(question), strict=True)]
+        return sorted(scored, key=lambda row: -row[2])
+
+    def match(self, question: Question) -> Match | None:
+        """The card to serve, or None when no card is likely enough to be right (or there is no fitted model)."""
+        found = self.candidates(question)
+        if not found or self.model is None or found[0][2] < self.model.threshold:
+            return None
+        card, features, probability = found[0]
+        return Match(card, features, probability)
+
+    def answer(self, match: Match) -> Answer:
+        """The card as an answer: its statements, and its quotes as citations exactly like extracted quotes."""
+        statements, citations = card_citations(match.card, self.documents)
+        kind: AnswerKind = "no_answer" if match.card.kind == "no_answer" else "answer"
+        return Answer(kind=kind, statements=statements, citations=citations, answerer=f"card:{match.card.id}")

@@ -1,0 +1,127 @@
+"""Answer cards: checked against their sources when they load, never served past review, served when a question
+matches them, and shown with verbatim citations exactly like extracted quotes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bpd_rag.cards import card_citations, load_cards
+from bpd_rag.cli import app
+from bpd_rag.corpus import load_corpus
+from bpd_rag.pipeline import Pipeline
+from bpd_rag.support import numbers_unsupported
+from tests.conftest import CORPUS
+
+runner = CliRunner()
+
+
+def test_every_shipped_card_checks_out_against_the_corpus() -> None:
+    documents = load_corpus(CORPUS).documents
+    loaded = load_cards(CORPUS, documents)
+    assert loaded.errors == []
+    assert len(loaded.cards) >= 40
+    by_id = {d.doc_id: d for d in documents}
+    for card in loaded.cards:
+        statements, citations = card_citations(card, by_id)
+        assert [c.id for c in citations] == list(range(1, len(citations) + 1))
+        for c in citations:  # verbatim at its offset, like an extracted quote
+            assert by_id[c.doc_id].text[c.start : c.start + len(c.quote)] == c.quote
+        assert {n for s in statements for n in s.citation_ids} == {c.id for c in citations}
+
+
+def test_every_number_a_card_states_is_in_the_quotes_it_cites() -> None:
+    # The commonest way a paraphrase goes wrong; the reviewer checks the rest of the meaning.
+    loaded = load_cards(CORPUS, load_corpus(CORPUS).documents)
+    wrong = [
+        (card.id, statement.text)
+        for card in loaded.cards
+        for statement in card.statements
+        if statement.citation_ids
+        and numbers_unsupported(statement.text, " ".join(card.quotes[n].text for n in statement.citation_ids))
+    ]
+    assert wrong == []
+
+
+def _corpus_copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "corpus"
+    shutil.copytree(CORPUS, folder)
+    return folder
+
+
+def test_a_card_whose_source_changed_fails_ingest_naming_the_card_and_the_quote(tmp_path: Path) -> None:
+    corpus = _corpus_copy(tmp_path)
+    source = corpus / "pip-pilot-rct-blog.md"
+    source.write_text(source.read_text("utf-8").replace("No serious adverse events were reported.", "None."), "utf-8")
+    env = {
+        "BPD_RAG_CORPUS_DIR": str(corpus),
+        "BPD_RAG_STORE__PATH": str(tmp_path / "index"),
+        "BPD_RAG_EMBEDDING__BACKEND": "hash",
+    }
+    result = runner.invoke(app, ["ingest", "--json"], env=env)
+    assert result.exit_code == 2, result.output
+    errors = json.loads(result.output)["errors"]
+    broken = {Path(e["path"]).name: e["reason"] for e in errors}
+    assert "trial-side-effects.md" in broken and "not verbatim in pip-pilot-rct-blog" in broken["trial-side-effects.md"]
+    report = runner.invoke(app, ["report", "cards", "--json"], env=env)
+    assert any(Path(b["path"]).name == "trial-side-effects.md" for b in json.loads(report.output)["broken"])
+
+
+def test_a_card_past_its_review_date_is_not_served_and_is_reported(tmp_path: Path) -> None:
+    corpus = _corpus_copy(tmp_path)
+    card = corpus / "answers" / "addiction.md"
+    card.write_text(card.read_text("utf-8").replace("review_due: 2027-06-01", "review_due: 2020-01-01"), "utf-8")
+    loaded = load_cards(corpus, load_corpus(corpus).documents)
+    assert "addiction" in {c.id for c in loaded.cards}
+    assert "addiction" not in {c.id for c in loaded.servable(dt.date(2026, 12, 1))}
+    env = {"BPD_RAG_CORPUS_DIR": str(corpus)}
+    report = json.loads(runner.invoke(app, ["report", "cards", "--json"], env=env).output)
+    assert {r["card"]: r["status"] for r in report["cards"]}["addiction"] == "past review"
+
+
+def test_a_card_sentence_without_a_citation_does_not_load(tmp_path: Path) -> None:
+    corpus = _corpus_copy(tmp_path)
+    card = corpus / "answers" / "addiction.md"
+    card.write_text(card.read_text("utf-8") + "\nKetamine is never addictive.\n", "utf-8")
+    errors = load_cards(corpus, load_corpus(corpus).documents).errors
+    assert len(errors) == 1 and "cites no quote" in errors[0].reason
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize(
+    ("question", "card"),
+    [("is it addictive tho", "addiction"), ("can ketamine mess up your bladder", "bladder-problems")],
+)
+def test_a_matching_question_gets_its_reviewed_card(real_pipeline: Pipeline, question: str, card: str) -> None:
+    answer = real_pipeline.ask(question)
+    assert answer.answerer == f"card:{card}"
+    assert answer.kind == "answer" and answer.disclaimer and answer.citations
+    assert all(s.citation_ids for s in answer.statements if s.kind == "plain")
+
+
+@pytest.mark.real_model
+def test_the_dose_question_gets_the_trial_dose_card(real_pipeline: Pipeline) -> None:
+    answer = real_pipeline.ask("What dose of ketamine was used in the pilot trial?")
+    assert answer.answerer == "card:trial-dose" and "0.5 mg per kg" in answer.answer
+    assert any("0.5 mg/kg" in c.quote for c in answer.citations)
+
+
+@pytest.mark.real_model
+@pytest.mark.xfail(
+    strict=True,
+    reason="known miss: for this follow-up the matcher ranks trial-design (the topic of the previous turn) above "
+    "trial-dose; the dev split has too few follow-ups to learn it",
+)
+def test_a_follow_up_gets_the_card_for_what_is_asked_now(real_pipeline: Pipeline) -> None:
+    from bpd_rag.types import Message
+
+    history = [
+        Message(role="user", content="Tell me about the pilot randomized controlled trial of ketamine in BPD."),
+        Message(role="assistant", content="It compared ketamine with a control drug."),
+    ]
+    assert real_pipeline.ask("What dose was used for that?", history).answerer == "card:trial-dose"
