@@ -666,3 +666,22 @@ def test_real_server_output_and_answer_agree_with_the_post_check(llama_server: s
         assert result.answerer == "fake-fallback" and result.notice is not None
     if checked.dropped and checked.kept:
         assert result.notice is not None and result.notice.startswith(str(len(checked.dropped)))
+
+
+def test_the_optional_verification_call_drops_what_the_model_finds_unsupported() -> None:
+    from bpd_rag.judge import LLMJudge
+
+    model = ScriptedChatModel(
+        "The pilot trial enrolled 20 adults with borderline personality disorder [1]. "
+        "The benefit of ketamine faded within two weeks for most participants [2].",
+        "Yes.",  # the first sentence is confirmed
+        "No.",  # the second is not
+    )
+    judge = LLMJudge(LLMSettings(base_url="http://127.0.0.1:9/v1"), model)
+    answerer = LLMAnswerer(model, PROMPTS_DIR, support(), FakeFallback(), THRESHOLD, verifier=judge)
+    result = answerer.answer(ASKED, PASSAGES)
+    assert [s.text for s in result.statements] == [
+        "The pilot trial enrolled 20 adults with borderline personality disorder."
+    ]
+    assert result.notice is not None and result.notice.startswith("1 sentence")
+    assert "Claim:\nThe benefit of ketamine faded" in model.history[2][1].content  # what the verifier was asked

@@ -152,3 +152,94 @@ def test_errata_are_read_and_checked(tmp_path: Path) -> None:
     with pytest.raises(CorpusFileError, match="doc_id, text and note"):
         load_errata(tmp_path)
     assert load_corpus(CORPUS).errors == []  # errata.yaml beside the documents is not read as a document
+
+
+def _write_pdf(path: Path, text: str) -> None:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=12)
+    pdf.multi_cell(0, 10, text)
+    pdf.output(str(path))
+
+
+def test_a_pdf_over_the_reader_limit_is_reported_and_the_rest_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pypdf
+    from pypdf.errors import LimitReachedError
+
+    write_doc(tmp_path, "good", "Ketamine was given intravenously.")
+    _write_pdf(tmp_path / "handout.pdf", "Patient handout. Ketamine is given as an infusion in the clinic.")
+    _write_pdf(tmp_path / "bomb.pdf", "Pretend this stream inflates to gigabytes.")
+    _write_pdf(tmp_path / "odd.pdf", "Pretend pypdf trips over this file.")
+    real_reader = pypdf.PdfReader
+
+    def reader(stream: str, *args: object, **kwargs: object) -> pypdf.PdfReader:
+        # What pypdf raises for a decompression bomb, and an error type it was never expected to raise.
+        if Path(stream).name == "bomb.pdf":
+            raise LimitReachedError("Limit reached while decompressing.")
+        if Path(stream).name == "odd.pdf":
+            raise AttributeError("'NullObject' object has no attribute 'get_object'")
+        return real_reader(stream, *args, **kwargs)  # type: ignore[arg-type]  # the real reader checks them
+
+    monkeypatch.setattr(pypdf, "PdfReader", reader)
+    loaded = load_corpus(tmp_path)
+    assert sorted(d.doc_id for d in loaded.documents) == ["good", "handout"]
+    reasons = {Path(e.path).name: e.reason for e in loaded.errors}
+    assert set(reasons) == {"bomb.pdf", "odd.pdf"}
+    assert "limit" in reasons["bomb.pdf"] and "decompressing" in reasons["bomb.pdf"]
+    assert ".txt" in reasons["bomb.pdf"]  # says how to get the text in anyway
+    assert "not a readable PDF" in reasons["odd.pdf"] and "AttributeError" in reasons["odd.pdf"]
+
+
+def test_a_file_over_the_size_limit_is_skipped_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bpd_rag.corpus as corpus
+
+    write_doc(tmp_path, "good", "Ketamine was given intravenously.")
+    with (tmp_path / "huge.txt").open("wb") as big:
+        big.truncate(20 * 2**20)  # a sparse 20 MB file: instant to make, and it would load as a document if read
+    read: list[str] = []
+    real_read_text = corpus._READERS[".txt"]
+
+    def read_text(path: Path) -> tuple[dict[str, object], str]:
+        read.append(path.name)
+        return real_read_text(path)
+
+    monkeypatch.setitem(corpus._READERS, ".txt", read_text)
+    loaded = load_corpus(tmp_path, max_file_bytes=10 * 2**20)
+    assert [d.doc_id for d in loaded.documents] == ["good"]
+    (error,) = loaded.errors
+    assert Path(error.path).name == "huge.txt"
+    assert error.reason == (
+        "is 20.0 MB; the limit is 10 MB (BPD_RAG_INGEST__MAX_FILE_MB). Split it or raise the limit."
+    )
+    assert read == []
+    # The default applies without an argument; a raised limit (or none) reads the file.
+    assert [Path(e.path).name for e in load_corpus(tmp_path).errors] == ["huge.txt"]
+    assert load_corpus(tmp_path, max_file_bytes=None).errors == [] and read == ["huge.txt"]
+
+
+def test_symbolic_links_are_not_followed(tmp_path: Path) -> None:
+    corpus, outside = tmp_path / "corpus", tmp_path / "elsewhere"
+    corpus.mkdir()
+    outside.mkdir()
+    write_doc(corpus, "good", "Ketamine was given intravenously.")
+    secret = write_doc(outside, "secret", "Private notes that live outside the corpus.")
+    try:
+        (corpus / "linked.md").symlink_to(secret)
+        (corpus / "folder").symlink_to(outside, target_is_directory=True)
+        (corpus / "dangling.md").symlink_to(outside / "gone.md")
+    except OSError as exc:  # e.g. Windows without the symlink privilege
+        pytest.skip(f"cannot make symbolic links here: {exc}")
+    loaded = load_corpus(corpus)
+    assert [d.doc_id for d in loaded.documents] == ["good"]
+    assert all("Private notes" not in d.text for d in loaded.documents)
+    assert loaded.errors == []
+    assert len(loaded.warnings) == 3
+    for name in ("linked.md", "folder", "dangling.md"):
+        (warning,) = [w for w in loaded.warnings if f"{name}:" in w]
+        assert "symbolic link" in warning and "not followed" in warning

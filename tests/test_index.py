@@ -107,3 +107,66 @@ def test_changing_the_embedder_reembeds_everything(tmp_path: Path, tmp_corpus: P
     Pipeline(settings, HashEmbedder(dimension=256)).ingest()
     report = Pipeline(settings, HashEmbedder(dimension=128)).ingest()
     assert report.unchanged == [] and report.chunks_written == report.chunks_total > 0
+
+
+def test_one_bad_file_is_reported_and_everything_else_is_indexed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pypdf
+    from fpdf import FPDF
+    from pypdf.errors import LimitReachedError
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write_doc(corpus, "a", "Ketamine was given as an infusion. " * 5)
+    write_doc(corpus, "b", "Midazolam was the control. " * 5)
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=12)
+    pdf.multi_cell(0, 10, "A handout whose streams pypdf refuses to inflate.")
+    pdf.output(str(corpus / "bomb.pdf"))
+    (corpus / "big.txt").write_text("Ketamine. " * 300, encoding="utf-8")  # 3,000 bytes
+    outside = write_doc(tmp_path, "outside", "Text from elsewhere on disk. " * 5)
+    try:
+        (corpus / "linked.md").symlink_to(outside)
+    except OSError as exc:
+        pytest.skip(f"cannot make symbolic links here: {exc}")
+
+    def reader(*args: object, **kwargs: object) -> None:
+        raise LimitReachedError("Limit reached while decompressing.")
+
+    monkeypatch.setattr(pypdf, "PdfReader", reader)
+    store = MemoryStore()
+    calls: list[tuple[int, int, str]] = []
+    report = ingest(
+        corpus, store, HashEmbedder(), 96, 1, progress=lambda *call: calls.append(call), max_file_bytes=2000
+    )
+    assert sorted(report.added) == ["a", "b"] and report.chunks_total > 0
+    assert {c.doc_id for c in store.all_chunks()} == {"a", "b"}
+    reasons = {Path(e.path).name: e.reason for e in report.errors}
+    assert set(reasons) == {"bomb.pdf", "big.txt"}
+    assert "BPD_RAG_INGEST__MAX_FILE_MB" in reasons["big.txt"]
+    assert [w for w in report.warnings if "linked.md" in w and "symbolic link" in w]
+    listed = report.as_dict()["errors"]  # what `bpd-rag ingest --json` prints
+    assert isinstance(listed, list) and [e["path"] for e in listed] == [e.path for e in report.errors]
+    # The progress bar of `bpd-rag ingest` still moves over the documents that were read, then finishes.
+    assert [call[2] for call in calls[:-1]] == ["a", "b"] and calls[-1] == (2, 2, "")
+
+
+def test_the_size_limit_setting_reaches_ingest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write_doc(corpus, "small", "Ketamine was given as an infusion. " * 5)
+    (corpus / "big.txt").write_text("Ketamine. " * 300, encoding="utf-8")  # 3,000 bytes
+    monkeypatch.setenv("BPD_RAG_INGEST__MAX_FILE_MB", "0.002")  # 2,097 bytes
+    settings = make_settings(tmp_path, corpus)
+    assert settings.ingest.max_file_mb == 0.002
+    report = Pipeline(settings, HashEmbedder()).ingest()
+    assert [Path(e.path).name for e in report.errors] == ["big.txt"]
+    assert report.errors[0].reason == (
+        "is 0.1 MB; the limit is 0.002 MB (BPD_RAG_INGEST__MAX_FILE_MB). Split it or raise the limit."
+    )
+    assert report.added == ["small"]
+    monkeypatch.setenv("BPD_RAG_INGEST__MAX_FILE_MB", "1")
+    report = Pipeline(make_settings(tmp_path, corpus), HashEmbedder()).ingest()
+    assert report.errors == [] and "big" in report.added

@@ -48,8 +48,9 @@ def test_speller_fixes_one_edit_typos_of_long_words_only() -> None:
     )
     assert speller.correct("how much does it cost") == "how much does it cost"  # "cost" is too short to touch
     english = Speller(Counter({"trial": 9, "might": 9}), english=frozenset({"trail", "right", "every"}))
-    # Real words stay, with the corpus word beside them: "trail" may be a typo of "trial", or not.
-    assert english.correct("pilot trail, right?") == "pilot trail trial, right might?"
+    # Real English words stay what they say: the speller corrects, it never adds words to the query.
+    assert english.correct("pilot trail, right?") == "pilot trail, right?"
+    assert english.correct("pilot trial, rigth?") == "pilot trial, rigth?"  # "rigth" is one edit from no corpus word
 
 
 def test_neighbours_follow_their_passage(hash_pipeline) -> None:  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from bpd_rag.embeddings import HashEmbedder
-from bpd_rag.errors import IndexMissingError
+from bpd_rag.errors import IndexMissingError, StoreUnavailableError
 from bpd_rag.pipeline import Pipeline
 from bpd_rag.settings import Settings
-from bpd_rag.store import ChromaStore, Manifest, MemoryStore, VectorStore
+from bpd_rag.store import ChromaStore, LiveStore, Manifest, MemoryStore, VectorStore
 from bpd_rag.types import Chunk
 
 
@@ -140,3 +141,57 @@ def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{_free_port()}"
     with pytest.raises(IndexMissingError, match="chroma run"):
         ChromaStore.server(url).read_manifest()
+
+
+def test_the_version_changes_with_the_manifest_not_with_reads(store: VectorStore) -> None:
+    assert isinstance(store, LiveStore)
+    embedder = HashEmbedder(dimension=32)
+    chunks = [_chunk(0, text="ketamine infusion dose"), _chunk(1, text="bladder problems")]
+    store.add(chunks, embedder.embed_documents([c.text for c in chunks]))
+    store.write_manifest(Manifest(embedder="hash:32", dimension=32, docs={"d": "h"}))
+    before = store.version()
+    store.query(embedder.embed_query("bladder"), 2)
+    store.all_chunks()
+    store.reopened().read_manifest()
+    assert store.version() == before  # reading (which touches Chroma's files) is no change
+    store.add([_chunk(2, text="midazolam")], embedder.embed_documents(["midazolam"]))
+    assert store.version() == before  # chunks of an unfinished ingest are no change either
+    store.write_manifest(Manifest(embedder="hash:32", dimension=32, docs={"d": "h", "e": "h"}))
+    assert store.version() != before
+
+
+def test_an_embedded_store_reopened_sees_what_another_one_wrote(tmp_path: Path) -> None:
+    reader = ChromaStore.embedded(tmp_path / "db", create=True)
+    writer = ChromaStore.embedded(tmp_path / "db", create=True)  # as `bpd-rag ingest` in another process
+    embedder = HashEmbedder(dimension=32)
+    writer.add([_chunk(0, text="ketamine")], embedder.embed_documents(["ketamine"]))
+    manifest = Manifest(embedder="hash:32", dimension=32, docs={"d": "h"})
+    writer.write_manifest(manifest)
+    assert reader.version() == writer.version()  # read from the folder, not from the reader's Chroma instance
+    fresh = reader.reopened()
+    assert fresh.read_manifest() == manifest
+    assert [c.chunk_id for c in fresh.all_chunks()] == ["d::h::0"]
+    reader.close()
+    assert reader.read_manifest() == manifest  # a closed store opens again when used
+
+
+def test_a_server_that_accepts_but_never_answers_is_a_clear_error_after_the_timeout() -> None:
+    with socket.socket() as silent:  # connections are accepted by the kernel; nothing ever answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        outcome: list[BaseException] = []
+
+        def connect() -> None:
+            try:
+                ChromaStore.server(url, timeout_s=0.5).read_manifest()
+            except BaseException as exc:
+                outcome.append(exc)
+
+        worker = threading.Thread(target=connect, daemon=True)
+        worker.start()
+        worker.join(30)  # not a speed check: without a timeout the call would wait for as long as the server
+        assert not worker.is_alive(), "still waiting for a server that never answers"
+    assert isinstance(outcome[0], StoreUnavailableError)
+    assert f"Is the Chroma server at {url} running? It did not answer within 0.5 s" in str(outcome[0])
+    assert "chroma run --path" in str(outcome[0])

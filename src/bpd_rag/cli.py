@@ -136,8 +136,11 @@ def ask(
 @app.command()
 def chat() -> None:
     """Talk with the bot in the terminal; earlier turns are used for follow-up questions. Ctrl-D ends."""
+    from bpd_rag.safety.guard import ConversationRisk
+
     pipeline = _pipeline()
     turns: list[Message] = []
+    conversation = ConversationRisk()  # a risk raised earlier in the session still counts
     out.print("[bold]bpd-rag chat[/] — ask about ketamine therapy for BPD. Type 'exit' or press Ctrl-D to leave.")
     while True:
         try:
@@ -150,7 +153,7 @@ def chat() -> None:
         if not question.strip():
             continue
         try:
-            answer = pipeline.ask(question, turns)
+            answer = pipeline.ask(question, turns, conversation)
         except BpdRagError as exc:
             err.print(f"[bold red]Error:[/] {escape(str(exc))}")
             continue

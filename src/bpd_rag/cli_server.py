@@ -12,6 +12,7 @@ from rich.table import Table
 
 from bpd_rag.errors import BpdRagError
 from bpd_rag.feedback import FeedbackStore, as_dicts
+from bpd_rag.redact import printable
 from bpd_rag.settings import Settings
 
 out = Console()
@@ -112,14 +113,16 @@ def report_feedback(as_json: JsonOption = False, limit: LimitOption = 50) -> Non
         counts, rows = store.rating_counts(), store.feedback(limit)
     except BpdRagError as exc:
         raise _fail(str(exc)) from exc
-    if as_json:
-        out.print_json(json.dumps({"counts": counts, "feedback": as_dicts(rows)}))
+    if as_json:  # ensure_ascii: JSON escapes C0 controls but not C1 (\x9b starts a terminal escape sequence too)
+        out.print_json(json.dumps({"counts": counts, "feedback": as_dicts(rows)}), ensure_ascii=True)
         return
     out.print(f"[bold]{counts['up']}[/] helpful, [bold]{counts['down']}[/] not helpful")
     table = Table("rated", "rating", "kind", "question", "comment")
     for row in rows:
         rating = "👍 up" if row.rating == "up" else "👎 down"
-        table.add_row(row.rated_at, rating, row.kind or "", escape(row.question or ""), escape(row.comment))
+        # What readers typed is shown, never acted on: an escape sequence in a comment must not drive the terminal.
+        question, comment = printable(row.question or ""), printable(row.comment)
+        table.add_row(row.rated_at, rating, row.kind or "", escape(question), escape(comment))
     if rows:
         out.print(table)
 
@@ -133,12 +136,48 @@ def report_unanswered(as_json: JsonOption = False, limit: LimitOption = 50) -> N
     except BpdRagError as exc:
         raise _fail(str(exc)) from exc
     if as_json:
-        out.print_json(json.dumps({"unanswered": as_dicts(rows)}))
+        out.print_json(json.dumps({"unanswered": as_dicts(rows)}), ensure_ascii=True)
         return
     if not rows:
         out.print("No unanswered questions logged.")
         return
     table = Table("count", "question", "last asked")
     for row in rows:
-        table.add_row(str(row.count), escape(row.question), row.last_asked)
+        table.add_row(str(row.count), escape(printable(row.question)), row.last_asked)
     out.print(table)
+
+
+@report_app.command("cards")
+def report_cards(as_json: JsonOption = False) -> None:
+    """Answer cards: which are served, which are past their review date, and which no longer check out."""
+    import datetime as dt
+
+    from bpd_rag.cards import load_cards
+    from bpd_rag.corpus import load_corpus
+
+    settings = _settings()
+    loaded = load_cards(settings.corpus_dir, load_corpus(settings.corpus_dir).documents)
+    today = dt.date.today()
+    rows = [
+        {
+            "card": card.id,
+            "status": "past review" if card.due(today) else "served",
+            "review_due": card.review_due.isoformat(),
+            "reviewed_by": card.reviewed_by,
+            "question": card.question,
+        }
+        for card in loaded.cards
+    ]
+    broken = [{"path": e.path, "reason": e.reason} for e in loaded.errors]
+    if as_json:
+        out.print_json(json.dumps({"cards": rows, "broken": broken}))
+        return
+    due = [r for r in rows if r["status"] != "served"]
+    out.print(f"{len(rows) - len(due)} cards served, {len(due)} past their review date, {len(broken)} broken.")
+    if due:
+        table = Table("card", "review was due", "question")
+        for r in due:
+            table.add_row(escape(r["card"]), r["review_due"], escape(r["question"]))
+        out.print(table)
+    for b in broken:
+        err.print(f"[red]Not served[/] {escape(b['path'])}: {escape(b['reason'])}")

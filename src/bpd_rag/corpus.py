@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -13,19 +14,23 @@ from typing import Any
 import yaml
 
 from bpd_rag.errors import CorpusFileError
+from bpd_rag.evidence import read_evidence
 from bpd_rag.types import Document
 
 SUPPORTED_SUFFIXES = (".md", ".txt", ".html", ".htm", ".pdf")
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*\n?", re.DOTALL)
 _FIELDS = ("title", "source_type", "publisher", "author", "published", "url")
+# The default of settings.ingest.max_file_mb, for callers that load the corpus without settings.
+DEFAULT_MAX_FILE_BYTES = 10 * 2**20
 
 
 @dataclass
 class CorpusLoad:
-    """The documents read from a folder, and the files that could not be read (each with why)."""
+    """The documents read from a folder, the files that could not be read (each with why), and warnings."""
 
     documents: list[Document] = field(default_factory=list)
     errors: list[CorpusFileError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def clean_text(text: str) -> str:
@@ -82,21 +87,36 @@ def _read_html(path: Path) -> tuple[dict[str, Any], str]:
 
 
 def _read_pdf(path: Path) -> tuple[dict[str, Any], str]:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    import pypdf
+    from pypdf.errors import LimitReachedError
 
+    meta: dict[str, Any] = {}
     try:
-        reader = PdfReader(str(path))
+        reader = pypdf.PdfReader(str(path))
         pages = [page.extract_text() or "" for page in reader.pages]
         info = reader.metadata
-    except (PdfReadError, ValueError, KeyError, OSError) as exc:
-        raise CorpusFileError(str(path), f"not a readable PDF ({exc})") from exc
-    meta: dict[str, Any] = {}
-    if info is not None:
-        if info.title:
-            meta["title"] = str(info.title)
-        if info.author:
-            meta["author"] = str(info.author)
+        if info is not None:
+            if info.title:
+                meta["title"] = str(info.title)
+            if info.author:
+                meta["author"] = str(info.author)
+    except LimitReachedError as exc:
+        raise CorpusFileError(
+            str(path),
+            f"is over a safety limit of the PDF reader ({exc}): its compressed data or page tree is too large or "
+            "malformed. Save its text as a .txt file (or print it to a new, smaller PDF) and put that in the corpus "
+            "folder instead.",
+        ) from exc
+    except OSError:
+        raise  # load_document reports it as a file that cannot be read
+    # pypdf raises many types besides PdfReadError on malformed files (AttributeError, IndexError, struct.error,
+    # RecursionError, ...); one bad PDF must be reported for itself, never abort the ingest of the others.
+    except Exception as exc:
+        raise CorpusFileError(
+            str(path),
+            f"not a readable PDF ({exc.__class__.__name__}: {exc}); re-save it with a PDF tool, or save its text as "
+            "a .txt file.",
+        ) from exc
     return meta, "\n\n".join(pages)
 
 
@@ -138,6 +158,7 @@ def load_document(path: Path) -> Document:
         first_line = text.split("\n", 1)[0].strip()
         values["title"] = first_line if len(first_line) <= 200 else None
     title = values["title"] or _title_from_stem(path.stem)
+    evidence, evidence_spans = read_evidence(meta.get("evidence"), text, str(path))
     digest = hashlib.sha256()
     digest.update(repr(sorted((k, v) for k, v in values.items() if v)).encode())
     digest.update(text.encode())
@@ -152,27 +173,74 @@ def load_document(path: Path) -> Document:
         url=values["url"],
         path=str(path),
         content_hash=digest.hexdigest(),
+        evidence=evidence,
+        evidence_spans=evidence_spans,
     )
+
+
+def scan_corpus(corpus_dir: Path) -> tuple[list[Path], list[str]]:
+    """The corpus files of a folder, sorted, and a warning for each symbolic link left out.
+
+    Links are not followed, to files or to folders: a corpus folder must not pull in files from elsewhere on disk.
+    Hidden files and other types are left out silently.
+    """
+    files: list[Path] = []
+    warnings: list[str] = []
+    for path in sorted(Path(corpus_dir).iterdir()):
+        if path.name.startswith("."):
+            continue
+        supported = path.suffix.lower() in SUPPORTED_SUFFIXES
+        if path.is_symlink():
+            if supported or path.is_dir():
+                warnings.append(
+                    f"{path}: is a symbolic link and was skipped (links in the corpus folder are not followed); "
+                    "copy the file into the folder instead."
+                )
+        elif supported and path.is_file():
+            files.append(path)
+    return files, warnings
 
 
 def corpus_files(corpus_dir: Path) -> list[Path]:
-    """The corpus files of a folder, sorted; hidden files and other types are left out."""
-    return sorted(
-        p
-        for p in Path(corpus_dir).iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SUPPORTED_SUFFIXES
-    )
+    """The corpus files of a folder, sorted; hidden files, other types and symbolic links are left out."""
+    return scan_corpus(corpus_dir)[0]
 
 
-def load_corpus(corpus_dir: Path) -> CorpusLoad:
-    """Read every corpus file; a broken file is recorded in errors and skipped, never fatal."""
+def _megabytes(n_bytes: int) -> str:
+    # Rounded up: a file just over the limit must not read as "10.0 MB; the limit is 10 MB".
+    return f"{math.ceil(n_bytes * 10 / 2**20) / 10:.1f}"
+
+
+def _check_size(path: Path, max_file_bytes: int | None) -> None:
+    """Raise CorpusFileError for a file over the limit, by its size on disk (nothing is read)."""
+    if max_file_bytes is None:
+        return
+    try:
+        size = path.lstat().st_size
+    except OSError as exc:
+        raise CorpusFileError(str(path), f"cannot be read ({exc.strerror or exc})") from exc
+    if size > max_file_bytes:
+        raise CorpusFileError(
+            str(path),
+            f"is {_megabytes(size)} MB; the limit is {round(max_file_bytes / 2**20, 3):g} MB "
+            "(BPD_RAG_INGEST__MAX_FILE_MB). Split it or raise the limit.",
+        )
+
+
+def load_corpus(corpus_dir: Path, max_file_bytes: int | None = DEFAULT_MAX_FILE_BYTES) -> CorpusLoad:
+    """Read every corpus file; a broken or too large file is recorded in errors and skipped, never fatal.
+
+    max_file_bytes=None reads files of any size.
+    """
     corpus_dir = Path(corpus_dir)
     if not corpus_dir.is_dir():
         raise CorpusFileError(str(corpus_dir), "corpus folder not found; set BPD_RAG_CORPUS_DIR or create it")
-    result = CorpusLoad()
+    files, warnings = scan_corpus(corpus_dir)
+    result = CorpusLoad(warnings=warnings)
     seen: dict[str, Path] = {}
-    for path in corpus_files(corpus_dir):
+    for path in files:
         try:
+            _check_size(path, max_file_bytes)
             document = load_document(path)
         except CorpusFileError as exc:
             result.errors.append(exc)

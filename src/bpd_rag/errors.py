@@ -13,6 +13,10 @@ class IndexCorruptError(BpdRagError):
     pass
 
 
+class StoreUnavailableError(IndexMissingError):
+    """The index cannot be reached now (a Chroma server down or not answering in time); it may work again later."""
+
+
 class CorpusFileError(BpdRagError):
     """A corpus file that cannot be read; ingest reports it and goes on."""
 

@@ -14,6 +14,7 @@ from typing import Literal
 
 from bpd_rag.errors import ConfigurationError
 from bpd_rag.redact import redact
+from bpd_rag.textutil import without_surrogates
 
 Rating = Literal["up", "down"]
 
@@ -121,7 +122,7 @@ class FeedbackStore:
             conn.execute(
                 "INSERT OR REPLACE INTO questions (answer_id, asked_at, question, kind, channel) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (answer_id, _now(), redact(question), kind, channel),
+                (answer_id, _now(), redact(without_surrogates(question)), kind, channel),
             )
 
     def has_answer(self, answer_id: str) -> bool:
@@ -137,7 +138,7 @@ class FeedbackStore:
                 "INSERT INTO feedback (answer_id, rated_at, rating, comment) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (answer_id) DO UPDATE SET rated_at = excluded.rated_at, rating = excluded.rating, "
                 "comment = excluded.comment",
-                (answer_id, _now(), rating, redact(comment.strip())),
+                (answer_id, _now(), rating, redact(without_surrogates(comment.strip()))),
             )
 
     def feedback(self, limit: int = 100) -> list[FeedbackRow]:

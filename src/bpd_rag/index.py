@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bpd_rag.chunking import chunk_document
-from bpd_rag.corpus import load_corpus
+from bpd_rag.corpus import DEFAULT_MAX_FILE_BYTES, load_corpus
 from bpd_rag.embeddings import Embedder
 from bpd_rag.errors import CorpusFileError, IndexMissingError
 from bpd_rag.store import Manifest, VectorStore
@@ -58,10 +58,15 @@ def ingest(
     overlap_sentences: int,
     progress: ProgressCallback | None = None,
     scanner: DocumentScanner | None = None,
+    max_file_bytes: int | None = DEFAULT_MAX_FILE_BYTES,
 ) -> IngestReport:
-    """Bring the index in line with the corpus folder, re-embedding only what changed."""
-    loaded = load_corpus(corpus_dir)
-    report = IngestReport(errors=loaded.errors)
+    """Bring the index in line with the corpus folder, re-embedding only what changed.
+
+    A file that cannot be read or is larger than max_file_bytes is reported in errors (None: no size limit);
+    symbolic links are skipped with a warning.
+    """
+    loaded = load_corpus(corpus_dir, max_file_bytes=max_file_bytes)
+    report = IngestReport(errors=loaded.errors, warnings=list(loaded.warnings))
     chunking = {"max_tokens": max_tokens, "overlap_sentences": overlap_sentences, "text_format": EMBEDDING_TEXT_FORMAT}
     old = store.read_manifest() or Manifest()
     # Each document is indexed under a version key that changes with its text, the chunking and the

@@ -2,30 +2,42 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bpd_rag.answering import Answerer
-from bpd_rag.answering.extractive import ExtractiveAnswerer
-from bpd_rag.corpus import load_errata
+from bpd_rag.answering.cards import CardMatcher, MatcherModel
+from bpd_rag.answering.extractive import AnswerabilityModel, ExtractiveAnswerer, Outcomes
+from bpd_rag.cards import CardSet, load_cards
+from bpd_rag.corpus import load_corpus, load_errata
 from bpd_rag.embeddings import Embedder, build_embedder, default_model_path
+from bpd_rag.errors import ConfigurationError
 from bpd_rag.index import DocumentScanner, IngestReport, ProgressCallback, ingest
 from bpd_rag.replies import Replies, renumbered
 from bpd_rag.retrieval import Retriever, resolve_query
 from bpd_rag.settings import Settings
 from bpd_rag.store import VectorStore, open_store, release_embedded
-from bpd_rag.support import EmbeddingLexicalSupport
-from bpd_rag.textutil import load_known_words, split_sentences
-from bpd_rag.types import Answer, Message, Passage, Question, ReplyReview, SafetyDecision
+from bpd_rag.support import CheckedSupport, Contradictions, EmbeddingLexicalSupport
+from bpd_rag.textutil import load_known_words, looks_like_question, sentence_spans, split_sentences
+from bpd_rag.types import Answer, Chunk, Document, Message, Passage, Question, ReplyReview, SafetyDecision
+
+if TYPE_CHECKING:
+    from bpd_rag.safety.guard import ConversationRisk
+
+
+log = logging.getLogger(__name__)
 
 
 class Guard(Protocol):
     """The safety layer: decides what to do with a message and checks replies; never calls back into the pipeline."""
 
-    def assess(self, message: str, history: Sequence[Message]) -> SafetyDecision:
+    def assess(
+        self, message: str, history: Sequence[Message], conversation: ConversationRisk | None = None
+    ) -> SafetyDecision:
         """Crisis, refuse or answer, with the risk tier (decided before any retrieval)."""
         ...
 
@@ -59,6 +71,7 @@ class Pipeline:
         self._answerer = answerer
         self.guard = guard
         self.replies = Replies(settings.prompts_dir, settings.safety.locale)
+        self._snapshot: object | None = None  # the index snapshot the corpus caches were loaded with
 
     @property
     def store(self) -> VectorStore:
@@ -73,6 +86,35 @@ class Pipeline:
         return Retriever(self.store, self.embedder, self.settings.retrieval, english_words=english)
 
     @cached_property
+    def documents(self) -> dict[str, Document]:
+        """The corpus documents by id (card quotes are checked against them and cite them)."""
+        limit = int(self.settings.ingest.max_file_mb * 2**20)
+        return {d.doc_id: d for d in load_corpus(self.settings.corpus_dir, max_file_bytes=limit).documents}
+
+    @cached_property
+    def card_set(self) -> CardSet:
+        """The answer cards of the corpus folder (a broken one is left out and reported)."""
+        cards = load_cards(self.settings.corpus_dir, list(self.documents.values()))
+        for error in cards.errors:
+            log.warning("answer card not served: %s", error)
+        return cards
+
+    @cached_property
+    def card_model(self) -> MatcherModel | None:
+        """The fitted card matcher shipped in the package (None: cards are never served)."""
+        try:
+            return MatcherModel.load()
+        except ConfigurationError as exc:
+            log.warning("%s", exc)
+            return None
+
+    @cached_property
+    def card_matcher(self) -> CardMatcher:
+        """Finds the reviewed card that answers a question, if one does (cards past review are not served)."""
+        cache = Path(self.settings.store.path).parent / "cache"
+        return CardMatcher(self.card_set.servable(), self.documents, self.embedder, self.card_model, cache_dir=cache)
+
+    @cached_property
     def extractive(self) -> ExtractiveAnswerer:
         return ExtractiveAnswerer(
             self.embedder,
@@ -81,7 +123,47 @@ class Pipeline:
             min_score=self.settings.answer.min_sentence_score,
             known_term=self.retriever.knows_term,
             errata=load_errata(self.settings.corpus_dir),
+            evidence_of=self.evidence_of,
+            findings=lambda: self.findings,
+            outcomes=Outcomes.load(),
+            model=self.answerability_model,
         )
+
+    @cached_property
+    def answerability_model(self) -> AnswerabilityModel | None:
+        """The fitted answerability model shipped in the package (None: the unfitted score and minimum)."""
+        try:
+            return AnswerabilityModel.load()
+        except ConfigurationError as exc:
+            log.warning("%s", exc)
+            return None
+
+    def evidence_of(self, doc_id: str, offset: int | None) -> str:
+        """The kind of evidence at an offset of a document (its front matter marks it)."""
+        document = self.documents.get(doc_id)
+        return document.evidence_at(offset) if document is not None else "unknown"
+
+    @cached_property
+    def findings(self) -> list[Passage]:
+        """Every sentence of the corpus that reports a study's finding (randomized trial or uncontrolled study)."""
+        out = []
+        for document in self.documents.values():
+            for start, end in sentence_spans(document.text):
+                if document.evidence_at(start) in ("randomized_trial", "uncontrolled_study"):
+                    chunk = Chunk(
+                        chunk_id=f"{document.doc_id}@{start}",
+                        doc_id=document.doc_id,
+                        index=-1,
+                        text=document.text[start:end],
+                        start=start,
+                        end=end,
+                        title=document.title,
+                        source_type=document.source_type,
+                        url=document.url,
+                        publisher=document.publisher,
+                    )
+                    out.append(Passage(chunk=chunk, score=0.0))
+        return out
 
     @property
     def answerer(self) -> Answerer:
@@ -94,20 +176,37 @@ class Pipeline:
             from bpd_rag.answering.llm import LLMAnswerer
             from bpd_rag.chat_models import build_chat_model
 
+            model = build_chat_model(self.settings.llm)
+            verifier = None
+            if self.settings.answer.llm_verify:
+                from bpd_rag.judge import LLMJudge
+
+                verifier = LLMJudge(self.settings.llm, model)
             return LLMAnswerer(
-                build_chat_model(self.settings.llm),
+                model,
                 self.settings.prompts_dir,
-                support=EmbeddingLexicalSupport(self.embedder),
+                support=CheckedSupport(EmbeddingLexicalSupport(self.embedder), Contradictions.load()),
+                verifier=verifier,
                 fallback=self.extractive,
                 support_threshold=self.settings.answer.support_threshold,
                 errata=self.extractive.errata,
             )
         return self.extractive
 
-    def ask(self, message: str, history: Sequence[Message] = ()) -> Answer:
-        """Answer one message in the context of the conversation so far."""
-        decision = self.guard.assess(message, history) if self.guard is not None else SafetyDecision()
-        return self.reply(message, history, decision)
+    def ask(
+        self, message: str, history: Sequence[Message] = (), conversation: ConversationRisk | None = None
+    ) -> Answer:
+        """Answer one message in the context of the conversation so far (and its risk kept on the server)."""
+        return self.reply(message, history, self.assess(message, history, conversation))
+
+    def assess(
+        self, message: str, history: Sequence[Message] = (), conversation: ConversationRisk | None = None
+    ) -> SafetyDecision:
+        """The safety layer's decision on a message (recorded in the conversation's risk, when there is one)."""
+        decision = self.guard.assess(message, history, conversation) if self.guard is not None else SafetyDecision()
+        if conversation is not None:
+            conversation.record(message, decision)
+        return decision
 
     def reply(self, message: str, history: Sequence[Message], decision: SafetyDecision) -> Answer:
         """The reply to a message the safety layer has decided about (the API decides before it queues)."""
@@ -116,12 +215,13 @@ class Pipeline:
         if decision.action == "refuse" and decision.category == "injection":
             answer = self.replies.injection()
         elif decision.action == "refuse":
-            answer = self.replies.advice_refusal(self._general_information(message, decision))
+            answer = self.with_evidence(self.replies.advice_refusal(self._general_information(message, decision)))
+        elif decision.risk == "concern" and not looks_like_question(message):
+            return self.replies.support(decision)  # distress told, nothing asked: no search, no "could not find"
         else:
-            question = self.question_for(message, history)
-            answer = self.answerer.answer(question, self._passages(question.query))
-            if answer.kind == "answer":
-                answer = answer.model_copy(update={"disclaimer": self.replies.disclaimer})
+            answer = self.replies.smalltalk(message, decision.smalltalk) or self._answer(
+                self.question_for(message, history), decision
+            )
         footer = decision.footer
         if self.guard is not None:
             review = self.guard.review(answer)
@@ -136,6 +236,23 @@ class Pipeline:
         if footer and answer.kind == "answer":
             return self.replies.with_footer(answer, decision.language)
         return answer
+
+    def _answer(self, question: Question, decision: SafetyDecision) -> Answer:
+        """A reviewed card when one matches, else the answerer's answer from the retrieved passages."""
+        self._follow_index()  # no index, no answers: cards too are served only by a ready server
+        match = self.card_matcher.match(question)
+        if match is not None:
+            answer = self.card_matcher.answer(match)
+        else:
+            answer = self.answerer.answer(question, self._passages(question.query))
+        if answer.kind == "answer":
+            answer = answer.model_copy(update={"disclaimer": self.replies.disclaimer})
+        return self.with_evidence(answer)
+
+    def with_evidence(self, answer: Answer) -> Answer:
+        """The answer's citations marked with the kind of evidence each quote is."""
+        citations = [c.model_copy(update={"evidence": self.evidence_of(c.doc_id, c.start)}) for c in answer.citations]
+        return answer.model_copy(update={"citations": citations})
 
     def _general_information(self, message: str, decision: SafetyDecision) -> Answer | None:
         """What the sources say in general terms beside a refusal of advice (no LLM, no safety layer)."""
@@ -152,7 +269,8 @@ class Pipeline:
         """Ready the safety checks, then load the index (raises IndexMissingError and the like, checks done)."""
         if self.guard is not None:
             self.guard.warm_up()  # needs no index: a crisis reply never waits for one
-        self.retriever.snapshot()
+        self._follow_index()
+        self.card_matcher.prepare()
 
     def query_for(self, message: str, history: Sequence[Message] = ()) -> str:
         """The standalone, spelling-corrected query retrieval embeds for a message."""
@@ -172,6 +290,7 @@ class Pipeline:
 
     def lookup(self, question: str) -> Answer:
         """What the sources say about a question, from the offline answerer (no LLM, no safety layer)."""
+        self._follow_index()
         asked = self.question_for(question)
         return self.extractive.answer(asked, self._passages(asked.query))
 
@@ -191,10 +310,28 @@ class Pipeline:
             self.settings.chunking.overlap_sentences,
             progress=progress,
             scanner=scanner,
+            max_file_bytes=int(self.settings.ingest.max_file_mb * 2**20),
         )
         self._store = store
-        self.__dict__.pop("retriever", None)  # the next question loads the new manifest
+        self._forget_loaded()
+        report.errors += self.card_set.errors  # a card whose quote is no longer in its source fails the ingest
         return report
+
+    def _forget_loaded(self, retriever: bool = True) -> None:
+        """Drop what was loaded from the old index and corpus: the next question loads them anew."""
+        for loaded in ("documents", "card_set", "card_matcher", "findings", "extractive"):
+            self.__dict__.pop(loaded, None)
+        old = self.__dict__.pop("retriever", None) if retriever else None
+        if old is not None:
+            old.close()  # its background watcher and its Chroma instance
+
+    def _follow_index(self) -> None:
+        """Load the corpus again when the retriever has picked up another ingest (by another process, too):
+        a document removed from the index is then never quoted by a card or a finding either."""
+        snapshot = self.retriever.snapshot()
+        if self._snapshot is not None and snapshot is not self._snapshot:
+            self._forget_loaded(retriever=False)
+        self._snapshot = snapshot
 
     def _rebuild_embedded(self, progress: ProgressCallback | None) -> IngestReport:
         """Build a fresh index beside the old one and swap folders, so a failed rebuild loses nothing."""
@@ -217,7 +354,7 @@ class Pipeline:
         fresh.rename(live)
         shutil.rmtree(old, ignore_errors=True)
         self._store = None
-        self.__dict__.pop("retriever", None)
+        self._forget_loaded()
         return report
 
 

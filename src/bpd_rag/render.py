@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bpd_rag.types import Answer, Citation, Resource, Statement, source_display, source_type_label
+from bpd_rag.textutil import safe_url
+from bpd_rag.types import EVIDENCE_LABELS, Answer, Citation, Resource, Statement, source_display, source_type_label
 
 SOURCES_HEADING = "Sources:"
 
@@ -20,6 +21,13 @@ def source_name(citation: Citation) -> str:
     return source_display(citation.publisher, citation.title, citation.doc_id, citation.source_type)
 
 
+def source_label(citation: Citation) -> str:
+    """The source beside a quote, with the kind of evidence first: "Small randomized trial — PIP (clinic blog)"."""
+    evidence = EVIDENCE_LABELS.get(citation.evidence or "", "")
+    name = source_name(citation)
+    return f"{evidence[:1].upper()}{evidence[1:]} — {name}" if evidence else name
+
+
 def _with_markers(text: str, ids: list[int]) -> str:
     return f"{text} {markers(ids)}" if ids else text
 
@@ -28,7 +36,7 @@ def statement_text(statement: Statement, citations: dict[int, Citation]) -> str:
     """One statement as a line of text."""
     if statement.kind == "quote":
         cited = [citations[n] for n in statement.citation_ids if n in citations]
-        prefix = f"{source_name(cited[0])}: " if cited else ""
+        prefix = f"{source_label(cited[0])}: " if cited else ""
         return f"- {prefix}{_with_markers(statement.text, statement.citation_ids)}"
     if statement.kind == "conflict":
         return f"Note: {_with_markers(statement.text, statement.citation_ids)}"
@@ -57,12 +65,19 @@ def answer_text(answer: Answer) -> str:
             lines.append(" ".join(lead))
             lead.clear()
 
+    previous: Statement | None = None
     for statement in answer.statements:
         if statement.lead and statement.kind == "plain":
             lead.append(statement_text(statement, citations))
+            previous = statement
             continue
         flush_lead()
-        lines.append(statement_text(statement, citations))
+        if statement.kind == "conflict" and previous is not None and previous.kind == "conflict" and lines:
+            # the sentences of one disagreement stay on one "Note:" line
+            lines[-1] += " " + _with_markers(statement.text, statement.citation_ids)
+        else:
+            lines.append(statement_text(statement, citations))
+        previous = statement
         if statement.resources:
             lines.extend(resource_lines(answer.resources))
     flush_lead()
@@ -73,7 +88,8 @@ def sources_block(citations: Iterable[Citation]) -> str:
     """ "Sources:" and one line per citation: [n] title — source type — “quote” (link)."""
     lines = [SOURCES_HEADING]
     for c in citations:
-        link = f" ({c.url})" if c.url else ""
+        url = safe_url(c.url)
+        link = f" ({url})" if url else ""
         lines.append(f"[{c.id}] {c.title} — {source_type_label(c.source_type)} — “{c.quote}”{link}")
     return "\n".join(lines)
 
@@ -109,7 +125,8 @@ def cli_text(answer: Answer) -> str:
     if answer.citations:
         lines = ["Sources"]
         for c in answer.citations:
-            link = f" {c.url}" if c.url else ""
+            url = safe_url(c.url)
+            link = f" {url}" if url else ""
             lines.append(f" [{c.id}] {source_name(c)}: {c.title}{link}")
             lines.append(f"     “{c.quote}”")
         parts.append("\n".join(lines))

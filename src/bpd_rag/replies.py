@@ -7,11 +7,14 @@ import re
 from collections.abc import Collection
 from pathlib import Path
 
-from bpd_rag.prompts import CrisisLanguage, CrisisTexts, load_crisis_texts, load_prompt
+from bpd_rag.errors import ConfigurationError
+from bpd_rag.prompts import CrisisLanguage, CrisisTexts, load_crisis_texts, load_prompt, load_yaml
 from bpd_rag.types import Answer, Resource, SafetyDecision, Statement
 
 # An amount of a drug ("0.5 mg/kg", "40 mg", "2 ml"): a refusal of personal advice never carries one,
 # and neither does any reply to a crisis.
+# Small talk is short: a longer message has a question in it, even if it starts with "hi".
+_SMALLTALK_WORDS = 8
 DOSE = re.compile(r"\d[\d.,]*\s*(?:mg|milligrams?|mcg|micrograms?|µg|ml|millilit(?:er|re)s?|g)\b(?:\s*/\s*kg)?", re.I)
 
 
@@ -50,6 +53,16 @@ class Replies:
         self.refusal_injection = load_prompt(prompts_dir, "refusal_injection.txt")
         self.disclaimer = load_prompt(prompts_dir, "disclaimer.txt")
         self.no_answer_text = load_prompt(prompts_dir, "no_answer.txt")
+        smalltalk = load_yaml(prompts_dir, "smalltalk.yaml")
+        self.smalltalk_default = str(smalltalk.get("default", ""))
+        try:
+            self.smalltalk_kinds = [
+                (re.compile(str(k["match"])), str(k["reply"])) for k in smalltalk.get("kinds") or []
+            ]
+        except (re.error, KeyError, TypeError) as exc:
+            raise ConfigurationError(
+                f"smalltalk.yaml: each kind needs a valid match regex and a reply ({exc})"
+            ) from exc
 
     def texts(self, language: str) -> CrisisLanguage:
         """The crisis texts in the message's language (English when there are none in it)."""
@@ -107,6 +120,22 @@ class Replies:
             }
         )
 
+    def smalltalk(self, message: str, read_as_smalltalk: bool) -> Answer | None:
+        """A short friendly reply to a greeting, thanks, goodbye or "who are you" (None for anything else).
+
+        A message is small talk when it is short and a reviewed pattern or the risk model's intent head says so.
+        """
+        plain = " ".join(re.sub(r"[^\w\s']", " ", message.lower()).split())
+        if not plain and not read_as_smalltalk:
+            return None
+        if len(plain.split()) > _SMALLTALK_WORDS:
+            return None
+        reply = next((text for regex, text in self.smalltalk_kinds if regex.search(plain)), None)
+        if reply is None and not read_as_smalltalk:
+            return None
+        text = reply or self.smalltalk_default
+        return Answer(kind="smalltalk", statements=[Statement(kind="info", text=text)], answerer=self.name)
+
     def no_answer(self, answerer: str) -> Answer:
         """Nothing in the sources answers the question."""
         return Answer(
@@ -114,12 +143,38 @@ class Replies:
         )
 
     def with_concern(self, answer: Answer, decision: SafetyDecision) -> Answer:
-        """The reply with a short, warm check-in and the resources first (a message with a risk signal)."""
+        """The reply with a short, warm check-in and the resources first (a message with a risk signal).
+
+        Nothing to answer (distress, no question): the warm distress reply alone, never "could not find an
+        answer". A reply to a risky message never states an amount of a drug.
+        """
         texts = self.texts(decision.language)
+        note = self._language_note(decision.language)
+        if answer.kind == "no_answer":
+            return self.support(decision)
+        answer = without_doses(answer)
+        if answer.kind == "answer" and not answer.citations:
+            answer = self.no_answer(answer.answerer)
+            return self.with_concern(answer, decision)
         check_in = Statement(kind="safety", text=texts.check_in, resources=True)
-        statements = [*self._language_note(decision.language), check_in, *answer.statements]
+        statements = [*note, check_in, *answer.statements]
         return answer.model_copy(
             update={"statements": statements, "resources": list(texts.resources), "risk": "concern"}
+        )
+
+    def support(self, decision: SafetyDecision) -> Answer:
+        """The warm reply to distress with nothing to answer: validates, points to the clinician, the resources."""
+        texts = self.texts(decision.language)
+        return Answer(
+            kind="support",
+            statements=[
+                *self._language_note(decision.language),
+                Statement(kind="safety", text=texts.distress, resources=True),
+            ],
+            resources=list(texts.resources),
+            risk="concern",
+            answerer=self.name,
+            language=decision.language if decision.language in self.crisis_texts.languages else "en",
         )
 
     def with_footer(self, answer: Answer, language: str) -> Answer:

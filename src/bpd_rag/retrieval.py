@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import threading
 import time
+import weakref
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bpd_rag.embeddings import Embedder
-from bpd_rag.errors import IndexMissingError
+from bpd_rag.errors import BpdRagError, IndexMissingError, StoreUnavailableError
 from bpd_rag.index import embedding_text
-from bpd_rag.store import Manifest, VectorStore
+from bpd_rag.store import LiveStore, VectorStore
 from bpd_rag.textutil import one_edit, terms, words
 from bpd_rag.types import Chunk, Message, Passage
 
@@ -25,7 +28,15 @@ if TYPE_CHECKING:
 _ANAPHORA = frozenset(
     ["it", "its", "that", "this", "these", "those", "they", "them", "their", "there", "he", "she", "his", "her", "such"]
 )
-_MANIFEST_RECHECK_S = 5.0
+# Used when the store does not say (a LiveStore carries StoreSettings.reload_interval_s).
+_RELOAD_INTERVAL_S = 2.0
+# A request that took the old snapshot just before a swap may still be querying its store.
+_RETIRED_GRACE_S = 30.0
+# An index version that failed to load (wrong embedder, empty, a read that failed) is tried again after this,
+# not on every look: the next ingest changes the version and is loaded at once.
+_RETRY_FAILED_S = 30.0
+
+log = logging.getLogger(__name__)
 
 
 def resolve_query(question: str, history: Sequence[Message] = ()) -> str:
@@ -122,11 +133,12 @@ class Speller:
         known = [w for w in one_edit(lower) if w in self.vocabulary]
         if not known:
             return word
-        best = max(known, key=lambda w: (self.vocabulary[w], w))
-        # A real English word may be a typo too ("pilot trail") or just what it says ("right"): keep it and
-        # add the corpus word beside it, so the query loses nothing either way. Exact dictionary words only:
-        # inflection rules would also accept typos ("studdy" as a form of "stud").
-        return f"{word} {best}" if lower in self.english else best
+        # A real English word stays what it says ("right" is not "might", "hooked" is not "looked"): the speller
+        # corrects, it never adds words to the query. Exact dictionary words only: inflection rules would also
+        # accept typos ("studdy" as a form of "stud").
+        if lower in self.english:
+            return word
+        return max(known, key=lambda w: (self.vocabulary[w], w))
 
     def correct(self, text: str) -> str:
         """The text with each unknown word replaced by its correction, everything else untouched."""
@@ -139,9 +151,12 @@ class Speller:
         return corrected
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Snapshot:
+    version: str  # the store's version() when this was loaded: a different one means another ingest
+    store: VectorStore  # what was read: its queries answer with the chunks below
     manifest_json: str
+    doc_ids: frozenset[str]  # the live documents
     chunks: list[Chunk]
     by_id: dict[str, int]
     position: dict[tuple[str, int], int]  # (doc id, chunk index) -> index in chunks
@@ -150,7 +165,13 @@ class _Snapshot:
 
 
 class Retriever:
-    """Hybrid retrieval over the live chunks of a store."""
+    """Hybrid retrieval over the live chunks of a store.
+
+    The index is held as a snapshot (chunks, BM25, the store they were read from). A watcher thread looks at
+    the store's version every reload_interval_s; when another process's ingest changed it, the new snapshot is
+    loaded on that thread and swapped in with one assignment. A request takes whichever snapshot is in place,
+    so it never waits for a reload and never mixes two indexes.
+    """
 
     def __init__(
         self,
@@ -163,30 +184,94 @@ class Retriever:
         self.store = store
         self.embedder = embedder
         self.settings = settings
+        self.reload_interval_s = store.reload_interval_s if isinstance(store, LiveStore) else _RELOAD_INTERVAL_S
         self._snapshot: _Snapshot | None = None
-        self._checked_at = 0.0
-        self._lock = threading.Lock()
-
-    def _load(self, manifest: Manifest) -> _Snapshot:
-        chunks = [c for c in self.store.all_chunks() if manifest.is_live(c)]
-        chunks.sort(key=lambda c: (c.doc_id, c.index))
-        texts = [embedding_text(c) for c in chunks]
-        return _Snapshot(
-            manifest_json=manifest.to_json(),
-            chunks=chunks,
-            by_id={c.chunk_id: i for i, c in enumerate(chunks)},
-            position={(c.doc_id, c.index): i for i, c in enumerate(chunks)},
-            bm25=BM25Index([terms(t) for t in texts]),
-            speller=Speller(Counter(w for t in texts for w in words(t)), self.english_words),
-        )
+        self._lock = threading.Lock()  # one load at a time; a request holding a snapshot never takes it
+        self._failed: tuple[float, str | None, BpdRagError] | None = None  # (when, store version, error): last load
+        self._unreachable: BpdRagError | None = None  # the store stopped answering requests; cleared by the watcher
+        self._retired: list[tuple[float, VectorStore]] = []  # stores of replaced snapshots, closed after a grace
+        self._problem = ""  # the last problem the watcher logged (each is logged once)
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     def snapshot(self) -> _Snapshot:
-        """The chunks and BM25 index of the live manifest, reloaded when an ingest swapped it."""
+        """The chunks and BM25 index of the live manifest (loaded here only when none is loaded yet)."""
+        self._watch()
+        snapshot = self._snapshot or self._load_first()
+        unreachable = self._unreachable
+        if unreachable is not None:  # fail at once rather than make every request wait for the store's timeout
+            raise _again(unreachable)
+        return snapshot
+
+    def _load_first(self) -> _Snapshot:
         with self._lock:
-            now = time.monotonic()
-            if self._snapshot is not None and now - self._checked_at < _MANIFEST_RECHECK_S:
+            if self._snapshot is not None:
                 return self._snapshot
-            manifest = self.store.read_manifest()
+            failed = self._failed
+            if failed is not None and time.monotonic() - failed[0] < self.reload_interval_s:
+                raise _again(failed[2])  # a store that just failed is not asked again by every request
+            self._reload(retry_failed=True)  # loads a snapshot or raises why it cannot
+            snapshot = self._snapshot
+            assert snapshot is not None
+            return snapshot
+
+    def refresh(self) -> None:
+        """Load the index anew if another process changed it (the watcher thread calls this; it never raises)."""
+        try:
+            with self._lock:
+                self._reload(retry_failed=False)
+                self._close_retired(time.monotonic() - _RETIRED_GRACE_S)
+        except BpdRagError as exc:
+            if str(exc) != self._problem:
+                log.warning("keeping the loaded index: %s", exc)
+                self._problem = str(exc)
+        except Exception:
+            log.exception("the index watcher failed; it keeps watching")
+        else:
+            self._problem = ""
+
+    def _reload(self, retry_failed: bool) -> None:
+        """Swap in a snapshot of the store as it is now, unless the loaded one is still current (lock held)."""
+        current = self._snapshot
+        try:
+            with self._store_errors(self.store, request=False):
+                version = self.store.version() if isinstance(self.store, LiveStore) else _manifest_version(self.store)
+        except BpdRagError as exc:
+            self._failed = (time.monotonic(), None, exc)
+            raise
+        self._unreachable = None  # the store answered
+        if current is not None and current.version == version:
+            return
+        failed = self._failed
+        if (
+            not retry_failed
+            and failed is not None
+            and failed[1] == version
+            and time.monotonic() - failed[0] < _RETRY_FAILED_S
+        ):
+            return  # this version could not be loaded just now (the error was logged); an ingest changes it
+        try:
+            with self._store_errors(self.store, request=False):
+                fresh = self.store.reopened() if isinstance(self.store, LiveStore) else self.store
+            try:
+                snapshot = self._load(fresh, version)
+            except BaseException:
+                if fresh is not self.store:
+                    _close(fresh)
+                raise
+        except BpdRagError as exc:
+            self._failed = (time.monotonic(), version, exc)
+            raise
+        self._snapshot = snapshot  # the swap: requests from now on use the new index
+        self._failed = None
+        if current is not None:
+            log.info("index reloaded: %d live chunks of %d documents", len(snapshot.chunks), len(snapshot.doc_ids))
+            if current.store is not snapshot.store and current.store is not self.store:
+                self._retired.append((time.monotonic(), current.store))
+
+    def _load(self, store: VectorStore, version: str) -> _Snapshot:
+        with self._store_errors(store, request=False):
+            manifest = store.read_manifest()
             if manifest is None or not manifest.docs:
                 raise IndexMissingError(f"The index at {self.store.location} is empty. Build it with: bpd-rag ingest")
             if manifest.embedder != self.embedder.name:
@@ -194,10 +279,87 @@ class Retriever:
                     f"The index was built with {manifest.embedder} but the settings use {self.embedder.name}. "
                     "Rebuild it with: bpd-rag ingest"
                 )
-            if self._snapshot is None or self._snapshot.manifest_json != manifest.to_json():
-                self._snapshot = self._load(manifest)
-            self._checked_at = now
-            return self._snapshot
+            chunks = [c for c in store.all_chunks() if manifest.is_live(c)]
+            # Chroma reads its vector index from disk on the first query: that one is asked here, on the
+            # loading thread, not by the first reader after the swap.
+            store.query([1.0] + [0.0] * (self.embedder.dimension - 1), 1)
+        chunks.sort(key=lambda c: (c.doc_id, c.index))
+        texts = [embedding_text(c) for c in chunks]
+        return _Snapshot(
+            version=version,
+            store=store,
+            manifest_json=manifest.to_json(),
+            doc_ids=frozenset(manifest.docs),
+            chunks=chunks,
+            by_id={c.chunk_id: i for i, c in enumerate(chunks)},
+            position={(c.doc_id, c.index): i for i, c in enumerate(chunks)},
+            bm25=BM25Index([terms(t) for t in texts]),
+            speller=Speller(Counter(w for t in texts for w in words(t)), self.english_words),
+        )
+
+    @contextlib.contextmanager
+    def _store_errors(self, store: VectorStore, request: bool) -> Iterator[None]:
+        """Any store failure as a BpdRagError (the API answers 503 with its message)."""
+        try:
+            yield
+        except StoreUnavailableError as exc:
+            if request:
+                self._unreachable = exc
+            raise
+        except BpdRagError:
+            raise
+        except Exception as exc:
+            error = StoreUnavailableError(
+                f"The index at {store.location} did not answer ({exc.__class__.__name__}: {exc}). If it is a Chroma "
+                "server, is it running? Otherwise rebuild the index with: bpd-rag ingest --rebuild"
+            )
+            if request:
+                self._unreachable = error
+            raise error from exc
+
+    def _watch(self) -> None:
+        """Start the watcher thread once; it holds the retriever only while refreshing, so it ends with it."""
+        if self._watcher is not None or self._stop.is_set():
+            return
+        with self._lock:
+            if self._watcher is None:
+                self._watcher = threading.Thread(
+                    target=_watch_index,
+                    args=(weakref.ref(self), self._stop, self.reload_interval_s),
+                    name="bpd-rag-index-watcher",
+                    daemon=True,
+                )
+                self._watcher.start()
+
+    def _close_retired(self, before: float) -> None:
+        keep = []
+        for retired_at, store in self._retired:
+            if retired_at <= before:
+                _close(store)
+            else:
+                keep.append((retired_at, store))
+        self._retired = keep
+
+    def close(self) -> None:
+        """Stop watching and release the stores this retriever opened (a later question opens them again)."""
+        self._stop.set()
+        with self._lock:
+            self._close_retired(float("inf"))
+            snapshot = self._snapshot
+            if snapshot is not None and snapshot.store is not self.store:
+                _close(snapshot.store)
+
+    def check(self) -> int:
+        """Ask the store itself, cheaply and within its timeout, whether the index is there; the live chunks."""
+        snapshot = self.snapshot()
+        # request=False: an embedded index answers requests from the snapshot's own Chroma instance, whatever
+        # the folder does meanwhile (an ingest holding it locked, a rebuild swapping it).
+        with self._store_errors(self.store, request=False):
+            if isinstance(self.store, LiveStore):
+                self.store.version()
+            elif self.store.read_manifest() is None:
+                raise IndexMissingError(f"The index at {self.store.location} is empty. Build it with: bpd-rag ingest")
+        return len(snapshot.chunks)
 
     def loaded_speller(self) -> Speller | None:
         """The speller of the index in memory, without checking the store for a newer one."""
@@ -241,7 +403,9 @@ class Retriever:
         n = self.settings.candidates
         vector = self.embedder.embed_query(query)
         # Ask for extra hits: chunks of an unfinished ingest are in the store but not live.
-        dense = [(cid, sim) for cid, sim in self.store.query(vector, n * 2) if cid in snap.by_id][:n]
+        with self._store_errors(snap.store, request=True):
+            hits = snap.store.query(vector, n * 2)
+        dense = [(cid, sim) for cid, sim in hits if cid in snap.by_id][:n]
         sparse = snap.bm25.top(terms(query), n)
 
         fused: dict[int, float] = {}
@@ -267,3 +431,33 @@ class Retriever:
             )
             for i, score in best
         ]
+
+
+def _manifest_version(store: VectorStore) -> str:
+    """The version of a store that cannot tell a cheaper one: its manifest."""
+    manifest = store.read_manifest()
+    return manifest.to_json() if manifest is not None else ""
+
+
+def _close(store: VectorStore) -> None:
+    close = getattr(store, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # a store that cannot be closed is left to the garbage collector
+            log.exception("closing the replaced index failed")
+
+
+def _again(exc: BpdRagError) -> BpdRagError:
+    """A new exception like exc: one instance raised in many threads would collect all their tracebacks."""
+    return type(exc)(*exc.args)
+
+
+def _watch_index(ref: weakref.ReferenceType[Retriever], stop: threading.Event, interval: float) -> None:
+    """The watcher thread: every interval, let the retriever look for a changed index, until it is closed or gone."""
+    while not stop.wait(interval):
+        retriever = ref()
+        if retriever is None:
+            return
+        retriever.refresh()
+        del retriever

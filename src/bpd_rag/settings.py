@@ -45,6 +45,15 @@ class ChunkingSettings(_Group):
     )
 
 
+class IngestSettings(_Group):
+    max_file_mb: float = Field(
+        default=10.0,
+        gt=0,
+        description="Largest corpus file read by `bpd-rag ingest`, in MB (2**20 bytes); a larger file is skipped "
+        "and reported, checked by its size before it is read (a 20 MB text file would take minutes to chunk).",
+    )
+
+
 class StoreSettings(_Group):
     path: Path = Field(default=Path(".bpd_rag/chroma"), description="Folder of the embedded Chroma index.")
     chroma_url: str | None = Field(
@@ -52,6 +61,18 @@ class StoreSettings(_Group):
         description="URL of a Chroma server (e.g. http://127.0.0.1:8001); when set, the embedded index is not used.",
     )
     collection: str = Field(default="bpd_rag", description="Chroma collection name.")
+    timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds one call to a Chroma server may take (connecting included); then the request gets a "
+        "503 saying the server did not answer, instead of waiting for it.",
+    )
+    reload_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds between cheap looks for an index changed by another process (`bpd-rag ingest` or "
+        "`ingest --rebuild` in another terminal); a changed index is loaded in the background and swapped in.",
+    )
 
 
 class RetrievalSettings(_Group):
@@ -72,6 +93,11 @@ class AnswerSettings(_Group):
     )
     support_threshold: float = Field(
         default=0.55, description="Least support score for a generated sentence to keep its citation."
+    )
+    llm_verify: bool = Field(
+        default=False,
+        description="LLM answerer: also ask the model whether each cited passage supports its sentence (one more "
+        "call per sentence); the deterministic checks (support, numbers, contradictions) always run.",
     )
 
 
@@ -152,6 +178,7 @@ class Settings(BaseSettings):
     )
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)

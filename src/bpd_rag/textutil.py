@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import snowballstemmer
 
@@ -380,3 +381,153 @@ def one_edit(word: str) -> set[str]:
     replaces = {a + c + b[1:] for a, b in splits if b for c in _LETTERS}
     inserts = {a + c + b for a, b in splits for c in _LETTERS}
     return deletes | transposes | replaces | inserts
+
+
+# First words that make a message a question even without "?" (patients often leave it out). English and
+# Spanish, the languages the bot answers in; a statement ("i feel so empty") starts with none of them.
+_QUESTION_OPENERS = frozenset(
+    [
+        "what",
+        "whats",
+        "what's",
+        "how",
+        "hows",
+        "how's",
+        "why",
+        "when",
+        "where",
+        "who",
+        "whos",
+        "who's",
+        "which",
+        "whose",
+        "is",
+        "isnt",
+        "isn't",
+        "are",
+        "arent",
+        "aren't",
+        "does",
+        "doesnt",
+        "doesn't",
+        "do",
+        "dont",
+        "don't",
+        "did",
+        "didnt",
+        "didn't",
+        "can",
+        "cant",
+        "can't",
+        "could",
+        "couldnt",
+        "should",
+        "shouldnt",
+        "will",
+        "wont",
+        "won't",
+        "would",
+        "was",
+        "were",
+        "has",
+        "have",
+        "had",
+        "may",
+        "might",
+        "any",
+        "anything",
+        "tell",
+        "explain",
+        "define",
+        "describe",
+        "compare",
+        "pros",
+        "cons",
+        "qué",
+        "que",
+        "cómo",
+        "como",
+        "por",
+        "cuál",
+        "cual",
+        "cuáles",
+        "cuando",
+        "cuándo",
+        "dónde",
+        "donde",
+        "quién",
+        "quien",
+        "es",
+        "son",
+        "puede",
+        "pueden",
+        "hay",
+    ]
+)
+
+
+# Words a question often starts with before its question word ("and how long...", "wait, which one...").
+_LEAD_INS = frozenset(
+    [
+        "and",
+        "so",
+        "but",
+        "ok",
+        "okay",
+        "wait",
+        "hmm",
+        "um",
+        "uh",
+        "also",
+        "then",
+        "like",
+        "oh",
+        "well",
+        "yeah",
+        "yea",
+        "lol",
+        "pero",
+        "y",
+        "entonces",
+        "bueno",
+    ]
+)
+
+
+def looks_like_question(text: str) -> bool:
+    """Whether a message asks something: a question mark, or a clause that starts with a question word (after
+    lead-ins such as "and", "so", "wait")."""
+    if "?" in text or "¿" in text:
+        return True
+    for clause in re.split(r"[.,;:!\n]+", text.lower()):
+        words = [w.strip("\"'¡()") for w in clause.split()]
+        while words and words[0] in _LEAD_INS:
+            words = words[1:]
+        if words and words[0] in _QUESTION_OPENERS:
+            return True
+    return False
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_surrogates(text: str) -> str:
+    """The text with lone surrogates (valid in JSON, not in UTF-8: tokenizers and SQLite reject them) as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def safe_url(url: str | None) -> str | None:
+    """The URL if it is an http(s) link to a host, else None: a javascript: or data: URL from a document's front
+    matter must never reach a reader as a link."""
+    if not url:
+        return None
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        return None  # a link never holds spaces or control characters; text after them would read as more link
+    return url

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+
+from bpd_rag.textutil import safe_url
 
 SourceType = str  # e.g. "clinic_blog", "news", "trial_summary"; free text so a clinic can add its own
 
@@ -21,6 +23,33 @@ SOURCE_TYPE_LABELS: dict[str, str] = {
 def source_type_label(source_type: str) -> str:
     """Readable name of a source type ("clinic_blog" -> "clinic blog")."""
     return SOURCE_TYPE_LABELS.get(source_type, source_type.replace("_", " "))
+
+
+# Kinds of evidence, strongest first (an answer leads with the strongest), and how readers are told which is which.
+EVIDENCE_RANK: dict[str, int] = {
+    "randomized_trial": 0,
+    "uncontrolled_study": 1,
+    "news": 2,
+    "clinic_claim": 3,
+    "unknown": 4,
+    "advertising": 9,  # a clinic advertising its own services: never presented as information
+}
+EVIDENCE_LABELS: dict[str, str] = {
+    "randomized_trial": "small randomized trial",
+    "uncontrolled_study": "uncontrolled study",
+    "news": "news report",
+    "clinic_claim": "clinic's claim",
+    "unknown": "",
+    "advertising": "advertising",
+}
+
+
+class EvidenceSpan(BaseModel):
+    """A part of a document marked as one kind of evidence (offsets into the document text)."""
+
+    kind: str
+    start: int
+    end: int
 
 
 def source_display(publisher: str | None, title: str, doc_id: str, source_type: str) -> str:
@@ -41,6 +70,16 @@ class Document(BaseModel):
     url: str | None = None
     path: str | None = None
     content_hash: str = ""
+    evidence: str = Field(default="unknown", description="The kind of evidence of text outside marked spans.")
+    evidence_spans: list[EvidenceSpan] = Field(default_factory=list)
+
+    def evidence_at(self, offset: int | None) -> str:
+        """The kind of evidence of the text at an offset."""
+        if offset is not None:
+            for span in self.evidence_spans:
+                if span.start <= offset < span.end:
+                    return span.kind
+        return self.evidence
 
 
 class Chunk(BaseModel):
@@ -80,9 +119,19 @@ class Citation(BaseModel):
     title: str
     source_type: SourceType
     publisher: str | None = Field(default=None, description="Who published the source, when it says.")
-    url: str | None = None
+    url: str | None = Field(default=None, description="The source's web page (http or https only).")
     quote: str = Field(description="Verbatim text of the cited document.")
     start: int | None = Field(default=None, description="Offset of the quote in the document text.")
+    evidence: str | None = Field(
+        default=None,
+        description="What kind of evidence the quote is: randomized_trial, uncontrolled_study, news, clinic_claim.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _only_web_links(cls, url: str | None) -> str | None:
+        """A javascript:, data: or other non-web URL from a document's front matter never reaches a reader."""
+        return safe_url(url)
 
 
 StatementKind = Literal["quote", "plain", "conflict", "safety", "info"]
@@ -134,7 +183,8 @@ class Question(BaseModel):
     query: str = Field(description="The standalone, spelling-corrected query retrieval embedded.")
 
 
-AnswerKind = Literal["answer", "no_answer", "crisis", "refusal", "smalltalk"]
+# "support": the warm reply to distress with no question in it (resources shown, no canned "could not find").
+AnswerKind = Literal["answer", "no_answer", "crisis", "refusal", "smalltalk", "support"]
 RiskTier = Literal["none", "concern", "crisis"]
 
 
@@ -191,6 +241,10 @@ class SafetyDecision(BaseModel):
         default=None, description="Advice refusals: a general question whose cited answer may be added."
     )
     footer: bool = Field(default=False, description="The message is about a risk topic: show the resources' footer.")
+    smalltalk: bool = Field(default=False, description="A greeting, thanks or goodbye rather than a question.")
+    turn_risk: float = Field(
+        default=0.0, description="The model's crisis score of this message (1.0 is the threshold), kept per turn."
+    )
 
 
 class ReplyReview(BaseModel):

@@ -16,7 +16,7 @@ from bpd_rag.embeddings import HashEmbedder
 from bpd_rag.pipeline import Pipeline
 from bpd_rag.prompts import default_prompts_dir, load_crisis_texts
 from bpd_rag.settings import Settings
-from bpd_rag.types import Answer, Citation, Message, Statement
+from bpd_rag.types import Answer, Citation, Message, SafetyDecision, Statement
 from tests.conftest import CORPUS, make_settings
 
 # Asked of the hash-embedder index, this question gets an answer with a citation.
@@ -65,8 +65,15 @@ class StubPipeline:
         self.error = error
         self.calls: list[tuple[str, list[Message]]] = []
 
-    def ask(self, message: str, history: Sequence[Message] = ()) -> Answer:
+    def ask(self, message: str, history: Sequence[Message] = (), conversation: object = None) -> Answer:
+        return self.reply(message, history, self.assess(message, history, conversation))
+
+    def assess(self, message: str, history: Sequence[Message] = (), conversation: object = None) -> SafetyDecision:
         self.calls.append((message, list(history)))
+        crisis = self.answer.kind == "crisis"
+        return SafetyDecision(action="crisis", risk="crisis") if crisis else SafetyDecision()
+
+    def reply(self, message: str, history: Sequence[Message], decision: SafetyDecision) -> Answer:
         if self.error is not None:
             raise self.error
         return self.answer

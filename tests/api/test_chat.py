@@ -146,7 +146,7 @@ def test_without_an_index_the_server_starts_and_says_what_to_run(tmp_path: Path)
         assert ready.status_code == 503
         assert ready.json()["error"]["code"] == "not_ready"
         assert "Build it with: bpd-rag ingest" in ready.json()["error"]["message"]
-        chat = client.post("/api/chat", json={"message": "What dose?"})
+        chat = client.post("/api/chat", json={"message": "What did the pilot trial find?"})
         assert chat.status_code == 503 and "bpd-rag ingest" in chat.json()["error"]["message"]
 
 

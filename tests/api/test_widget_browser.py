@@ -118,7 +118,8 @@ def test_ask_and_see_the_streamed_answer_with_citations(page: Page, live: tuple[
     assert response.value.headers["content-type"].startswith("text/event-stream")
     expect(reply.locator(".text")).to_contain_text("bladder problems")
     expect(reply.locator(".disclaimer")).to_contain_text("not medical advice")
-    expect(page.locator("[aria-live=polite]")).to_contain_text("Answer: Here is what the sources say")
+    expect(page.locator("[aria-live=polite]")).to_contain_text("Answer: ")
+    expect(page.locator("[aria-live=polite]")).to_contain_text("bladder problems")
     chip = reply.get_by_role("button", name="Source 1:")
     chip.click()
     card = reply.locator(".source")
@@ -261,7 +262,8 @@ def test_keyboard_only(page: Page, live: tuple[str, Settings]) -> None:
     assert shadow_active(page) == "textarea.#bpd-input"
     page.keyboard.type(ANSWERED)
     page.keyboard.press("Enter")
-    expect(page.locator("article.msg.bot:not([aria-busy]) .chip")).to_have_count(1, timeout=15_000)
+    expect(page.locator("article.msg.bot:not([aria-busy])")).to_have_count(1, timeout=15_000)
+    assert page.locator("article.msg.bot .chip").count() >= 1
     assert shadow_active(page) == "textarea.#bpd-input"  # ready for the next question
     for _ in range(15):
         page.keyboard.press("Shift+Tab")

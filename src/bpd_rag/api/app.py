@@ -12,7 +12,12 @@ from starlette.concurrency import run_in_threadpool
 
 from bpd_rag.api.errors import install_error_handlers
 from bpd_rag.api.metrics import Metrics
-from bpd_rag.api.middleware import REQUEST_ID_HEADER, BodyGuardMiddleware, RequestContextMiddleware
+from bpd_rag.api.middleware import (
+    REQUEST_ID_HEADER,
+    BodyGuardMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
 from bpd_rag.api.ratelimit import TokenBucketLimiter
 from bpd_rag.api.routes import chat, docs, feedback, health, openai, widget
 from bpd_rag.api.state import AppState
@@ -103,15 +108,17 @@ def create_app(settings: Settings | None = None, pipeline_factory: PipelineFacto
         docs.router,
     ):
         app.include_router(router)
-    # Added innermost first: request ids and metrics see every response, CORS headers go on errors too.
+    # Added innermost first: request ids and metrics see every response, CORS and security headers go on errors
+    # (and on CORS's own preflight answers) too.
     app.add_middleware(BodyGuardMiddleware, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=allowed_origins(settings.api),
         allow_methods=["GET", "POST"],
-        allow_headers=["Content-Type", REQUEST_ID_HEADER],
+        allow_headers=["Content-Type", REQUEST_ID_HEADER, "X-Conversation-Id"],
         expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
         max_age=600,
     )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(SecurityHeadersMiddleware)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -9,15 +10,40 @@ import uuid
 from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bpd_rag.api.errors import error_response
 from bpd_rag.api.metrics import Metrics
+from bpd_rag.redact import printable
 
 log = logging.getLogger("bpd_rag.api")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# The status logged and counted when the client went away before its response was sent (nginx's "client closed
+# request"): nobody was let down by the server, so it must not read as a 500.
+CLIENT_CLOSED = 499
+
+# Our HTML pages (the demo page, /docs) load scripts and styles from this server only. Inline styles are allowed:
+# the demo clinic's CSS, the widget's <style> in its shadow root and Swagger UI's style attributes need them, and
+# Swagger UI's CSS draws its icons as data: images. No page of ours is meant to be framed (widget.js is embedded
+# with a <script> tag, which frame rules do not touch).
+PAGE_CSP = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+EVERY_RESPONSE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+PAGE_HEADERS = {"Content-Security-Policy": PAGE_CSP, "X-Frame-Options": "DENY"}
 
 
 def request_state(scope: Scope) -> dict[str, Any]:
@@ -29,7 +55,9 @@ def request_state(scope: Scope) -> dict[str, Any]:
 class RequestContextMiddleware:
     """Gives each request an id (the client's X-Request-ID when sane), echoes it, logs and measures the request.
 
-    The log line carries the id, route, status, timings and the answer kind, never the message text.
+    The log line carries the id, route, status, timings and the answer kind, never the message text; what the
+    client chose (path, method) has its control characters escaped, so it cannot start a line of its own.
+    A client that went away before its response was sent is counted and logged with status 499, not as an error.
     """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
@@ -45,18 +73,43 @@ class RequestContextMiddleware:
         state = request_state(scope)
         state["request_id"] = request_id
         status = 500
+        sent = False  # the whole response went out
+        gone = False  # the client disconnected before that
         started = time.perf_counter()
 
+        async def receive_watching() -> Message:
+            nonlocal gone
+            message = await receive()
+            if message["type"] == "http.disconnect" and not sent:
+                gone = True
+            return message
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, sent, gone
             if message["type"] == "http.response.start":
                 status = message["status"]
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
-            await send(message)
+            try:
+                await send(message)
+            except (OSError, asyncio.CancelledError):  # servers of ASGI 2.4 raise OSError when the client is gone
+                gone = True
+                raise
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                sent = True
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive_watching, send_with_id)
+        except ClientDisconnect:
+            gone = True  # nobody is left to answer, and nothing went wrong on the server
+        except OSError:
+            if not gone:
+                raise
+        except asyncio.CancelledError:
+            gone = True
+            raise
         finally:
+            if gone and not sent:
+                status = CLIENT_CLOSED
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope["method"]
@@ -68,12 +121,37 @@ class RequestContextMiddleware:
             log.info(
                 "request_id=%s method=%s path=%s status=%s duration_ms=%.1f%s",
                 request_id,
-                method,
-                scope.get("path", ""),
+                printable(method),
+                printable(scope.get("path", "")),
                 status,
                 elapsed * 1000,
                 extra,
             )
+
+
+class SecurityHeadersMiddleware:
+    """Adds nosniff and Referrer-Policy to every response, and a Content-Security-Policy and X-Frame-Options to
+    HTML pages; a header a route set itself is kept."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                added = dict(EVERY_RESPONSE_HEADERS)
+                if headers.get("content-type", "").startswith("text/html"):
+                    added.update(PAGE_HEADERS)
+                for name, value in added.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class BodyGuardMiddleware:

@@ -48,6 +48,11 @@ class ChatCompletionRequest(BaseModel):
     model: str | None = Field(default=None, description="Ignored: there is one bot (see GET /v1/models).")
     messages: list[OpenAIMessage] = Field(min_length=1, description="The last user message is the question.")
     stream: bool = False
+    user: str | None = Field(
+        default=None,
+        max_length=100,
+        description="OpenAI's end-user id; used as the conversation id (or send the X-Conversation-Id header).",
+    )
 
 
 class AssistantMessage(BaseModel):

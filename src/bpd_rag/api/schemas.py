@@ -17,6 +17,14 @@ class ChatRequest(BaseModel):
         default_factory=list,
         description="Earlier turns, oldest first; roles are 'user' and 'assistant'.",
     )
+    conversation_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="Optional id of the conversation (e.g. a UUID kept for the browser tab). The server keeps "
+        "the conversation's risk under it (scores only, never text), so a risk raised earlier still counts when "
+        "the history is cut short.",
+    )
 
 
 class ChatResponse(Answer):

@@ -1,27 +1,44 @@
-"""Answering one chat request: input limits, Pipeline.ask in a worker thread, the question log and metrics."""
+"""Answering one chat request: input limits, triage first, then the rate limit and the answer in a worker thread.
+
+Crisis first: the safety layer's decision is taken on threads of its own (AppState.triage), before the rate
+limit, the worker pool, the index or the LLM are touched, and a crisis reply is sent from there. Only the
+other replies wait for a worker thread.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
 from bpd_rag.api.errors import ApiError
 from bpd_rag.api.metrics import Metrics
+from bpd_rag.api.ratelimit import TokenBucketLimiter, retry_after_header
 from bpd_rag.api.schemas import ChatResponse
-from bpd_rag.errors import BpdRagError, IndexCorruptError, IndexMissingError, LLMUnavailableError
+from bpd_rag.errors import (
+    BpdRagError,
+    IndexCorruptError,
+    IndexMissingError,
+    LLMUnavailableError,
+    StoreUnavailableError,
+)
 from bpd_rag.feedback import FeedbackStore
 from bpd_rag.pipeline import Pipeline
+from bpd_rag.safety.conversations import ConversationStore
 from bpd_rag.settings import ApiSettings
-from bpd_rag.types import Answer, Message
+from bpd_rag.textutil import without_surrogates
+from bpd_rag.types import Answer, Message, SafetyDecision
 
 log = logging.getLogger("bpd_rag.api")
 
-_ERROR_CODES: tuple[tuple[type[BpdRagError], str], ...] = (
+_ERROR_CODES: tuple[tuple[type[BpdRagError], str], ...] = (  # the first match wins: subclasses first
+    (StoreUnavailableError, "store_unavailable"),
     (IndexMissingError, "index_missing"),
     (IndexCorruptError, "index_corrupt"),
     (LLMUnavailableError, "llm_unavailable"),
@@ -64,6 +81,22 @@ def unavailable(exc: BpdRagError) -> ApiError:
     return ApiError(503, code, str(exc))
 
 
+def rate_limited(limiter: TokenBucketLimiter, client: str, metrics: Metrics) -> ApiError | None:
+    """A 429 with Retry-After when this client has used up its requests for now (None: go ahead)."""
+    wait = limiter.acquire(client)
+    if wait <= 0:
+        return None
+    metrics.rate_limited.inc()
+    seconds = retry_after_header(wait)
+    return ApiError(
+        429,
+        "rate_limited",
+        f"Too many requests from your address (the limit is {int(limiter.capacity)} per minute). "
+        f"Try again in {seconds} seconds.",
+        headers={"Retry-After": seconds},
+    )
+
+
 class ChatService:
     """Answers one request; made per request by deps.get_chat_service."""
 
@@ -74,44 +107,78 @@ class ChatService:
         feedback: FeedbackStore,
         metrics: Metrics,
         request_state: Any,
+        limiter: TokenBucketLimiter | None = None,
+        client: str = "unknown",
+        conversations: ConversationStore | None = None,
+        triage: Executor | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.limits = limits
         self.feedback = feedback
         self.metrics = metrics
         self.state = request_state
+        self.limiter = limiter
+        self.client = client
+        self.conversations = conversations
+        self.triage = triage
 
-    async def ask(self, message: str, history: Sequence[Message], channel: str = "api") -> ChatResponse:
-        """Check the input, answer in a worker thread (retrieval is CPU-bound), log the question and its kind."""
+    async def ask(
+        self,
+        message: str,
+        history: Sequence[Message],
+        channel: str = "api",
+        conversation_id: str | None = None,
+    ) -> ChatResponse:
+        """Check the input, triage it (a crisis reply goes out at once, rate limit or not), then answer."""
         check_input(message, history, self.limits)
+        message = without_surrogates(message)
+        history = [m.model_copy(update={"content": without_surrogates(m.content)}) for m in history]
         request_id = getattr(self.state, "request_id", "")
         if self.limits.log_message_text:
             log.info("request_id=%s message=%r history_messages=%d", request_id, message, len(history))
         answer_id = str(uuid.uuid4())
+        started = time.perf_counter()
+        conversation = self.conversations.get(conversation_id) if self.conversations is not None else None
+        loop = asyncio.get_running_loop()
+        decision = await loop.run_in_executor(self.triage, self.pipeline.assess, message, list(history), conversation)
+        if decision.action != "crisis" and self.limiter is not None:
+            refused = rate_limited(self.limiter, self.client, self.metrics)
+            if refused is not None:
+                raise refused
         try:
-            # One trip to a worker thread for both (each trip costs a few tenths of a millisecond).
-            answer, elapsed = await run_in_threadpool(
-                self._answer, message, list(history), answer_id, channel, request_id
-            )
+            if decision.action == "crisis":  # built from prompts alone: no index, no LLM, no worker queue
+                answer = await loop.run_in_executor(
+                    self.triage, self._reply, message, list(history), decision, answer_id, channel, request_id
+                )
+            else:
+                answer = await run_in_threadpool(
+                    self._reply, message, list(history), decision, answer_id, channel, request_id
+                )
         except BpdRagError as exc:
             log.warning("request_id=%s pipeline unavailable: %s", request_id, exc)
             raise unavailable(exc) from exc
+        elapsed = time.perf_counter() - started
         self.metrics.answers.labels(answer.kind).inc()
         self.metrics.answer_latency.observe(elapsed)
         self.state.answer_kind = answer.kind
         self.state.answer_ms = elapsed * 1000
         return ChatResponse.of(answer, answer_id)
 
-    def _answer(
-        self, message: str, history: list[Message], answer_id: str, channel: str, request_id: str
-    ) -> tuple[Answer, float]:
-        """Pipeline.ask and its duration, then the question logged (in the worker thread)."""
-        started = time.perf_counter()
-        answer = self.pipeline.ask(message, history)
-        elapsed = time.perf_counter() - started
-        if self.limits.record_questions:
-            try:
-                self.feedback.record_question(answer_id, message, answer.kind, channel)
-            except BpdRagError as exc:  # the reader still gets the answer; the log line says what to fix
-                log.error("request_id=%s question not recorded: %s", request_id, exc)
-        return answer, elapsed
+    def _reply(
+        self,
+        message: str,
+        history: list[Message],
+        decision: SafetyDecision,
+        answer_id: str,
+        channel: str,
+        request_id: str,
+    ) -> Answer:
+        """The reply, then the question logged (a failed log write never costs the reader the reply)."""
+        answer = self.pipeline.reply(message, history, decision)
+        if not self.limits.record_questions:
+            return answer
+        try:
+            self.feedback.record_question(answer_id, message, answer.kind, channel)
+        except (BpdRagError, UnicodeError, ValueError) as exc:
+            log.error("request_id=%s question not recorded: %s", request_id, exc)
+        return answer

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from sse_starlette import EventSourceResponse
 
-from bpd_rag.api.deps import ChatServiceDep, rate_limit
+from bpd_rag.api.deps import ChatServiceDep
 from bpd_rag.api.errors import ERROR_RESPONSES
 from bpd_rag.api.schemas import ChatRequest, ChatResponse
 from bpd_rag.api.streaming import answer_events
 
-router = APIRouter(prefix="/api", tags=["chat"], dependencies=[Depends(rate_limit)], responses=ERROR_RESPONSES)
+# No router-level rate limit: ChatService applies it after triage, so a crisis message always gets its reply.
+router = APIRouter(prefix="/api", tags=["chat"], responses=ERROR_RESPONSES)
 
 _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {
@@ -26,11 +27,11 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
 @router.post("/chat", response_model=ChatResponse)
 async def chat(body: ChatRequest, service: ChatServiceDep) -> ChatResponse:
     """Answer a question from the clinic's sources, with numbered citations and an id for feedback."""
-    return await service.ask(body.message, body.history)
+    return await service.ask(body.message, body.history, conversation_id=body.conversation_id)
 
 
 @router.post("/chat/stream", response_class=EventSourceResponse, responses=_STREAM_DOC)
 async def chat_stream(body: ChatRequest, service: ChatServiceDep) -> EventSourceResponse:
     """The same answer as server-sent events: the text in pieces, then a final `done` event with the rest."""
-    reply = await service.ask(body.message, body.history, channel="stream")
+    reply = await service.ask(body.message, body.history, channel="stream", conversation_id=body.conversation_id)
     return EventSourceResponse(answer_events(reply))

@@ -1,4 +1,4 @@
-"""Operations: /healthz (alive), /readyz (index and model loaded), /metrics (Prometheus)."""
+"""Operations: /healthz (alive), /readyz (index and model loaded, store answering), /metrics (Prometheus)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,11 @@ router = APIRouter(tags=["operations"])
 
 
 def _readiness(pipeline: Pipeline) -> Readiness:
-    snapshot = pipeline.retriever.snapshot()  # raises with a how-to-fix message when the index is missing or stale
-    return Readiness(index=pipeline.store.location, chunks=len(snapshot.chunks), embedder=pipeline.embedder.name)
+    retriever = pipeline.retriever
+    # Asks the store itself (a Chroma server within its timeout): raises with a how-to-fix message when it is
+    # down, or the index is missing, damaged or built with another embedder.
+    chunks = retriever.check()
+    return Readiness(index=retriever.store.location, chunks=chunks, embedder=pipeline.embedder.name)
 
 
 @router.get("/healthz", response_model=Health)
@@ -31,7 +34,8 @@ async def healthz() -> Health:
     responses={503: {"model": ErrorResponse, "description": "Not ready; the message says why and what to run."}},
 )
 async def readyz(state: StateDep) -> Readiness:
-    """Ready to answer: the model is loaded and the index is found, readable and built with the same embedder."""
+    """Ready to answer: the model is loaded, the index is found, readable and built with the same embedder, and
+    its store answers now (a Chroma server is asked, within BPD_RAG_STORE__TIMEOUT_S)."""
     if state.pipeline is None:
         raise ApiError(503, "not_ready", state.startup_error or "The server is still starting.")
     try:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from typing import Annotated
+
+from fastapi import APIRouter, Header
 from sse_starlette import EventSourceResponse
 
-from bpd_rag.api.deps import ChatServiceDep, SettingsDep, rate_limit
+from bpd_rag.api.deps import ChatServiceDep, SettingsDep
 from bpd_rag.api.errors import ERROR_RESPONSES
 from bpd_rag.api.openai_format import (
     ChatCompletion,
@@ -29,18 +31,21 @@ async def models(settings: SettingsDep) -> ModelList:
 @router.post(
     "/chat/completions",
     response_model=ChatCompletion,
-    dependencies=[Depends(rate_limit)],
     responses={200: {"content": {"text/event-stream": {}}, "description": "A completion, or chunks when stream."}},
 )
 async def chat_completions(
-    body: ChatCompletionRequest, service: ChatServiceDep, settings: SettingsDep
+    body: ChatCompletionRequest,
+    service: ChatServiceDep,
+    settings: SettingsDep,
+    x_conversation_id: Annotated[str | None, Header(max_length=100)] = None,
 ) -> ChatCompletion | EventSourceResponse:
     """Answer the last user message (earlier turns are history; system messages are ignored).
 
-    Citations travel in the text (a "Sources:" block) and in full in the extra `bpd_rag` field.
+    Citations travel in the text (a "Sources:" block) and in full in the extra `bpd_rag` field. The conversation
+    id is the X-Conversation-Id header, else the request's `user` field.
     """
     message, history = to_question(body)
-    reply = await service.ask(message, history, channel="openai")
+    reply = await service.ask(message, history, channel="openai", conversation_id=x_conversation_id or body.user)
     model = settings.api.model_name
     if body.stream:
         return EventSourceResponse(completion_chunks(reply, model))

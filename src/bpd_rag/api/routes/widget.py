@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import html
 import json
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
 from bpd_rag.api.deps import SettingsDep
@@ -59,13 +58,14 @@ async def widget_js(settings: SettingsDep) -> Response:
     return Response(
         static_text("widget.js").replace(_TEXTS_PLACEHOLDER, data),
         media_type="text/javascript; charset=utf-8",
-        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+        headers={"Cache-Control": "public, max-age=300"},  # nosniff: SecurityHeadersMiddleware, on every response
     )
 
 
 @router.get("/")
-async def demo_page(request: Request) -> HTMLResponse:
+async def demo_page() -> HTMLResponse:
     """A fictional clinic page with its own (clashing) CSS and the widget's script tag pointing at this server."""
-    base = html.escape(str(request.base_url).rstrip("/"), quote=True)
-    page = static_text("demo.html").replace("{{API_BASE}}", base)
+    # A URL relative to the page, never one made from the Host header (which the client writes): the script
+    # comes from the server that served the page, and the widget takes its API address from the script's.
+    page = static_text("demo.html").replace("{{API_BASE}}", "")
     return HTMLResponse(page)

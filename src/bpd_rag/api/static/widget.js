@@ -96,6 +96,12 @@
     return actions;
   }
 
+  /* A random id for this tab's conversation: the server keeps the conversation's risk under it. */
+  function newConversationId() {
+    if (window.crypto && typeof window.crypto.randomUUID === "function") return window.crypto.randomUUID();
+    return "c-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 12);
+  }
+
   function safeUrl(url) {
     try {
       var u = new URL(url);
@@ -267,6 +273,7 @@
       this.build();
       var saved = this.load();
       this.turns = saved.turns;
+      this.conversationId = saved.conversation;
       this.turns.forEach(this.renderTurn, this);
       if (saved.open) this.open(false);
     }
@@ -277,16 +284,21 @@
       try {
         var raw = sessionStorage.getItem(this.storageKey);
         var data = raw ? JSON.parse(raw) : null;
-        if (data && Array.isArray(data.turns)) return { turns: data.turns, open: !!data.open };
+        if (data && Array.isArray(data.turns)) {
+          return { turns: data.turns, open: !!data.open, conversation: data.conversation || newConversationId() };
+        }
       } catch (e) {
         /* storage blocked or damaged: start afresh */
       }
-      return { turns: [], open: false };
+      return { turns: [], open: false, conversation: newConversationId() };
     }
 
     save() {
       try {
-        sessionStorage.setItem(this.storageKey, JSON.stringify({ turns: this.turns, open: !this.panel.hidden }));
+        sessionStorage.setItem(
+          this.storageKey,
+          JSON.stringify({ turns: this.turns, open: !this.panel.hidden, conversation: this.conversationId })
+        );
       } catch (e) {
         /* storage full or blocked: the conversation still works for this page view */
       }
@@ -429,6 +441,7 @@
     reset() {
       if (this.busy) return;
       this.turns = [];
+      this.conversationId = newConversationId();
       this.save();
       while (this.log.lastChild !== this.welcome) this.log.removeChild(this.log.lastChild);
       this.welcome.hidden = false;
@@ -497,7 +510,7 @@
         var response = await fetch(this.api + "/api/chat/stream", {
           method: "POST",
           headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-          body: JSON.stringify({ message: text, history: history }),
+          body: JSON.stringify({ message: text, history: history, conversation_id: this.conversationId }),
         });
         if (!response.ok) throw new Error(await errorMessage(response));
         var reply = null;
