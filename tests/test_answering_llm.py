@@ -32,6 +32,7 @@ from bpd_rag.chat_models import ChatMessage, OpenAIChatModel, ScriptedChatModel,
 from bpd_rag.corpus import Erratum
 from bpd_rag.embeddings import HashEmbedder
 from bpd_rag.errors import ConfigurationError, LLMUnavailableError
+from bpd_rag.pipeline import Pipeline
 from bpd_rag.prompts import default_prompts_dir
 from bpd_rag.settings import LLMSettings
 from bpd_rag.support import EmbeddingLexicalSupport, numbers_unsupported
@@ -685,3 +686,19 @@ def test_the_optional_verification_call_drops_what_the_model_finds_unsupported()
     ]
     assert result.notice is not None and result.notice.startswith("1 sentence")
     assert "Claim:\nThe benefit of ketamine faded" in model.history[2][1].content  # what the verifier was asked
+
+
+@pytest.mark.real_model
+def test_the_llm_gets_a_matched_cards_quotes_first(real_pipeline: Pipeline) -> None:
+    """With an LLM, a reviewed card that matches is the preferred context: its quotes are passages [1]..[k]."""
+    settings = real_pipeline.settings.model_copy(
+        update={"answer": real_pipeline.settings.answer.model_copy(update={"backend": "llm"})}
+    )
+    model = ScriptedChatModel("Ketamine can be addictive [1].")
+    answerer = LLMAnswerer(model, PROMPTS_DIR, support(), FakeFallback(), THRESHOLD)
+    pipeline = Pipeline(settings, real_pipeline.embedder, answerer=answerer, store=real_pipeline.store)
+    answer = pipeline.ask("is it addictive tho")
+    given = model.last_user_message
+    assert given.index("[1] (") < given.index("ketamine can be addictive and may lead to abuse or addiction")
+    assert given.index("addictive and may lead to abuse") < given.index("[4] (")
+    assert answer.answerer != "card:addiction"  # the LLM answered, from the card's quotes

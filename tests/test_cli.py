@@ -114,3 +114,19 @@ def test_resources_are_printed_once() -> None:
     we_care = [Statement(kind="safety", text="We care.", resources=True)]
     render_answer(Answer(kind="crisis", statements=we_care, resources=lines), Console(file=buffer, width=200))
     assert buffer.getvalue().count("Call or text 988") == 1  # already in the reply: not repeated
+
+
+def test_progress_off_a_terminal_is_a_line_every_few_items() -> None:
+    import io
+
+    from rich.console import Console
+
+    from bpd_rag.console import LINE_EVERY, progress_bar
+
+    out = io.StringIO()
+    with progress_bar("Embedding", Console(file=out, force_terminal=False, width=200)) as update:
+        for done in range(1, 61):
+            update(done, 60, f"doc-{done}")
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"Embedding: {LINE_EVERY}/60 doc-{LINE_EVERY}"
+    assert lines[-1] == "Embedding: 60/60 doc-60" and len(lines) == 3

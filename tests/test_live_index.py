@@ -6,10 +6,8 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -24,8 +22,8 @@ from bpd_rag.pipeline import Pipeline
 from bpd_rag.settings import Settings
 from bpd_rag.store import Manifest, MemoryStore
 from bpd_rag.types import Chunk
+from tests.chroma_server import free_port, running_chroma
 from tests.conftest import make_settings, write_doc
-from tests.test_store_contract import _free_port
 
 PILOT = "The pilot trial gave ketamine infusions to adults with borderline personality disorder over two weeks."
 BLADDER = "Frequent recreational use can damage the bladder: cystitis, urgency and painful urination were reported."
@@ -179,7 +177,7 @@ def test_a_store_that_fails_is_a_503_saying_what_to_do(tmp_path: Path) -> None:
 
 def test_a_chroma_server_that_is_not_running_is_a_503_with_the_command_to_start_it(tmp_path: Path) -> None:
     corpus = _corpus(tmp_path / "corpus", {"pilot": PILOT})
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     settings = _settings(tmp_path, corpus, chroma_url=url)
     with TestClient(create_app(settings, pipeline_factory=lambda s: Pipeline(s, HashEmbedder()))) as client:
         for response in (client.post("/api/chat", json={"message": "What dose?"}), client.get("/readyz")):
@@ -270,37 +268,8 @@ def test_readyz_says_when_the_index_folder_is_gone_or_damaged(tmp_path: Path) ->
 @pytest.fixture
 def chroma_process(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A real `chroma run` on 127.0.0.1 that the test may pause (SIGSTOP), stopped by its PID."""
-    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
-    if chroma is None:
-        pytest.fail("the `chroma` command (from the chromadb package) is not installed")
-    port = _free_port()
-    with open(tmp_path / "server.log", "wb") as log:
-        proc = subprocess.Popen(
-            [chroma, "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(tmp_path / "db")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1)
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        pytest.fail(f"chroma run did not start: {(tmp_path / 'server.log').read_text()[-2000:]}")
-                    time.sleep(0.3)
-            yield url, proc
-        finally:
-            os.kill(proc.pid, signal.SIGCONT)
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+    with running_chroma(tmp_path / "chroma") as server:
+        yield server
 
 
 @pytest.mark.chroma_server

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from bpd_rag.answering import Answerer
 from bpd_rag.answering.cards import CardMatcher, MatcherModel
 from bpd_rag.answering.extractive import AnswerabilityModel, ExtractiveAnswerer, Outcomes
-from bpd_rag.cards import CardSet, load_cards
+from bpd_rag.cards import Card, CardSet, load_cards
 from bpd_rag.corpus import load_corpus, load_errata
 from bpd_rag.embeddings import Embedder, build_embedder, default_model_path
 from bpd_rag.errors import ConfigurationError
@@ -241,13 +241,37 @@ class Pipeline:
         """A reviewed card when one matches, else the answerer's answer from the retrieved passages."""
         self._follow_index()  # no index, no answers: cards too are served only by a ready server
         match = self.card_matcher.match(question)
-        if match is not None:
+        if match is not None and self.settings.answer.backend != "llm":
             answer = self.card_matcher.answer(match)
         else:
-            answer = self.answerer.answer(question, self._passages(question.query))
+            passages = self._passages(question.query)
+            if match is not None:  # the LLM gets the reviewed card's quotes first, as the passages to prefer
+                passages = self._card_passages(match.card) + passages
+            answer = self.answerer.answer(question, passages)
         if answer.kind == "answer":
             answer = answer.model_copy(update={"disclaimer": self.replies.disclaimer})
         return self.with_evidence(answer)
+
+    def _card_passages(self, card: Card) -> list[Passage]:
+        """The quotes a reviewed card rests on, as passages (verbatim text of their documents, with offsets)."""
+        out = []
+        for n, quote in card.quotes.items():
+            document = self.documents[quote.doc_id]
+            start = document.text.index(quote.text)
+            chunk = Chunk(
+                chunk_id=f"{card.id}#quote-{n}",
+                doc_id=document.doc_id,
+                index=-1,
+                text=quote.text,
+                start=start,
+                end=start + len(quote.text),
+                title=document.title,
+                source_type=document.source_type,
+                url=document.url,
+                publisher=document.publisher,
+            )
+            out.append(Passage(chunk=chunk, score=1.0))
+        return out
 
     def with_evidence(self, answer: Answer) -> Answer:
         """The answer's citations marked with the kind of evidence each quote is."""

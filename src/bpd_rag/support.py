@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from importlib import resources
 from pathlib import Path
 from typing import Protocol
 
 import yaml
 
 from bpd_rag.embeddings import Embedder, cosine
+from bpd_rag.fitted import packaged
 from bpd_rag.textutil import split_sentences, terms
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
@@ -57,7 +57,7 @@ class Contradictions:
 
     @classmethod
     def load(cls, path: Path | None = None) -> Contradictions:
-        path = path or Path(str(resources.files("bpd_rag").joinpath("data", "answering", "contradictions.yaml")))
+        path = path or packaged("answering", "contradictions.yaml")
         data = yaml.safe_load(path.read_text("utf-8"))
         return cls(
             re.compile(data["negations"], re.I),

@@ -15,7 +15,6 @@ import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import numpy as np
 
 from bpd_rag.cards import Card, card_citations
 from bpd_rag.embeddings import Embedder
-from bpd_rag.errors import ConfigurationError
+from bpd_rag.fitted import packaged, read_logistic
 from bpd_rag.textutil import terms
 from bpd_rag.types import Answer, AnswerKind, Document, Question
 
@@ -49,7 +48,7 @@ FEATURES = (
 
 
 def default_matcher_file() -> Path:
-    return Path(str(resources.files("bpd_rag").joinpath("data", "answering", "card_matcher.json")))
+    return packaged("answering", "card_matcher.json")
 
 
 @dataclass(frozen=True)
@@ -76,19 +75,10 @@ class MatcherModel:
 
     @classmethod
     def load(cls, path: Path | None = None) -> MatcherModel:
-        path = Path(path) if path else default_matcher_file()
-        try:
-            data = json.loads(path.read_text("utf-8"))
-            return cls(
-                weights={f: float(data["weights"][f]) for f in FEATURES},
-                bias=float(data["bias"]),
-                threshold=float(data["threshold"]),
-                meta=data.get("meta", {}),
-            )
-        except (OSError, ValueError, KeyError) as exc:
-            raise ConfigurationError(
-                f"The card matcher {path} cannot be read ({exc}). Refit it with: python -m bpd_rag.answering.fit"
-            ) from exc
+        weights, bias, threshold, meta = read_logistic(
+            Path(path) if path else default_matcher_file(), FEATURES, "threshold", "card matcher"
+        )
+        return cls(weights=weights, bias=bias, threshold=threshold, meta=meta)
 
     def save(self, path: Path) -> None:
         data = {"features": list(FEATURES), "weights": self.weights, "bias": self.bias, "threshold": self.threshold}

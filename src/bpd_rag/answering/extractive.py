@@ -8,7 +8,6 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -17,7 +16,7 @@ from bpd_rag.answering import make_citation
 from bpd_rag.conflicts import Claim, find_disagreements
 from bpd_rag.corpus import Erratum, in_errata
 from bpd_rag.embeddings import Embedder, Vector, cosine
-from bpd_rag.errors import ConfigurationError
+from bpd_rag.fitted import packaged, read_logistic
 from bpd_rag.index import embedding_text
 from bpd_rag.prompts import load_prompt
 from bpd_rag.textutil import QUESTION_FILLER, one_edit, sentence_spans, stem, terms
@@ -155,19 +154,13 @@ class AnswerabilityModel:
 
     @classmethod
     def load(cls, path: Path | None = None) -> AnswerabilityModel:
-        path = path or Path(str(resources.files("bpd_rag").joinpath("data", "answering", "answerability.json")))
-        try:
-            data = json.loads(path.read_text("utf-8"))
-            return cls(
-                weights={f: float(data["weights"][f]) for f in ANSWERABILITY_FEATURES},
-                bias=float(data["bias"]),
-                answer_threshold=float(data["answer_threshold"]),
-                meta=data.get("meta", {}),
-            )
-        except (OSError, ValueError, KeyError) as exc:
-            raise ConfigurationError(
-                f"The answerability model {path} cannot be read ({exc}). Refit it: python -m bpd_rag.answering.fit"
-            ) from exc
+        weights, bias, threshold, meta = read_logistic(
+            path or packaged("answering", "answerability.json"),
+            ANSWERABILITY_FEATURES,
+            "answer_threshold",
+            "answerability model",
+        )
+        return cls(weights=weights, bias=bias, answer_threshold=threshold, meta=meta)
 
     def save(self, path: Path) -> None:
         data = {"weights": self.weights, "bias": self.bias, "answer_threshold": self.answer_threshold}
@@ -183,7 +176,7 @@ class Outcomes:
 
     @classmethod
     def load(cls, path: Path | None = None) -> Outcomes:
-        path = path or Path(str(resources.files("bpd_rag").joinpath("data", "answering", "outcomes.yaml")))
+        path = path or packaged("answering", "outcomes.yaml")
         data = yaml.safe_load(path.read_text("utf-8"))
         return cls({k: re.compile(v, re.I) for k, v in data["outcomes"].items()}, re.compile(data["claims"], re.I))
 
