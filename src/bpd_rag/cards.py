@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from bpd_rag.corpus import YAML_LOADER
 from bpd_rag.errors import CorpusFileError
 from bpd_rag.markers import cited_sentences
 from bpd_rag.types import Citation, Document, Statement
@@ -132,7 +133,7 @@ def load_card(path: Path, documents: Mapping[str, Document]) -> Card:
     if not match:
         raise CorpusFileError(where, "no front matter (question, phrasings, quotes, review dates) between --- lines")
     try:
-        meta = yaml.safe_load(match.group(1)) or {}
+        meta = yaml.load(match.group(1), Loader=YAML_LOADER) or {}
     except yaml.YAMLError as exc:
         raise CorpusFileError(where, f"front matter is not valid YAML ({exc})") from exc
     if not isinstance(meta, dict):

@@ -76,6 +76,11 @@ class SentenceTransformerEmbedder:
         """The model's unit vectors as rows, nothing cached (what ingest and the benchmarks' floor use)."""
         return self._encoder.encode(list(texts), self.batch_size)
 
+    def forget_recent(self) -> None:
+        """Drop the recent-texts cache (the benchmarks time the model, not the cache)."""
+        with self._recent_lock:
+            self._recent.clear()
+
     def embed_documents(self, texts: Sequence[str]) -> list[Vector]:
         unique = list(dict.fromkeys(texts))
         with self._recent_lock:

@@ -83,11 +83,11 @@ def ingest(
         key = hashlib.sha256(f"{loaded_document.content_hash}|{recipe}".encode()).hexdigest()
         document = loaded_document.model_copy(update={"content_hash": key})
         new_docs[document.doc_id] = key
-        if scanner is not None:
-            report.warnings.extend(scanner(document))
         if previous.get(document.doc_id) == key:
             report.unchanged.append(document.doc_id)
             continue
+        if scanner is not None:  # warned when a document is added or changed, not again on every ingest
+            report.warnings.extend(scanner(document))
         (report.updated if document.doc_id in old.docs else report.added).append(document.doc_id)
         todo.append(document)
 
