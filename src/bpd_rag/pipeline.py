@@ -282,10 +282,14 @@ class Pipeline:
         """What the sources say in general terms beside a refusal of advice (no LLM, no safety layer)."""
         if decision.general_question is None:
             return None
+        # The question sentences of the message ("I weigh 70 kg. How much ...?" -> "How much ...?").
+        asked = " ".join(s for s in split_sentences(message) if s.endswith("?")) or message
+        self._follow_index()
+        match = self.card_matcher.match(self.question_for(asked))  # a reviewed card on what was asked, if one fits
+        if match is not None and match.card.kind == "answer":
+            return self.card_matcher.answer(match)
         general = self.lookup(decision.general_question)
         if general.kind != "answer":
-            # The question sentences of the message ("I weigh 70 kg. How much ...?" -> "How much ...?").
-            asked = " ".join(s for s in split_sentences(message) if s.endswith("?")) or message
             general = self.lookup(asked)
         return general
 

@@ -32,6 +32,12 @@
     return labels[type] || String(type || "document").replace(/_/g, " ");
   }
 
+  /* The first words of a quote, for telling chips of one source apart. */
+  function excerpt(quote) {
+    var words = String(quote || "").split(/\s+/).filter(Boolean);
+    return "\u201c" + words.slice(0, 4).join(" ") + (words.length > 4 ? "\u2026" : "") + "\u201d";
+  }
+
   /* How a source is named on its chip and beside a quote: publisher (or title) and kind. */
   function sourceName(c) {
     return (c.publisher || c.title || c.doc_id) + " (" + sourceLabel(c.source_type) + ")";
@@ -228,7 +234,7 @@
     ".support .resources{margin:6px 0 0;}",
     ".footer{padding:10px 12px 12px;border-top:1px solid #d8dee4;background:#fff;}",
     ".crisis-line{margin:0 0 8px;font-size:12.5px;color:#444c56;}",
-    ".crisis-line a{color:#a01c12;font-weight:700;}",
+    ".crisis-line a{color:#a01c12;font-weight:700;margin-left:8px;display:inline-block;}",
     ".form{display:flex;gap:8px;align-items:flex-end;}",
     ".form textarea{flex:1;min-width:0;min-height:44px;max-height:140px;padding:10px 12px;border:1px solid #8c959f;border-radius:10px;background:#fff;color:#1b1f23;resize:none;font-size:15px;line-height:1.35;}",
     ".send{display:inline-flex;align-items:center;gap:6px;min-height:44px;padding:10px 14px;border:0;border-radius:10px;background:#0f5e6e;color:#fff;font-weight:600;}",
@@ -590,7 +596,13 @@
     renderText(statements, citations, refs) {
       var self = this;
       var byId = {};
-      citations.forEach(function (c) { byId[c.id] = c; });
+      var seen = {};
+      citations.forEach(function (c) {
+        /* Several quotes of one source: its name on the first chip, the quote's first words on the others,
+           so the chips can be told apart. */
+        var source = c.doc_id || c.title;
+        var label = seen[source] ? excerpt(c.quote) : c.publisher || c.title;
+        seen[source] = true; byId[c.id] = c; });
       var text = el("div", { class: "text" });
       var lead = null;
       var points = null;
@@ -691,7 +703,13 @@
       var card = el("div", { class: "source", role: "region", tabindex: "-1", hidden: true });
       wrap.append(chips, card);
       var byId = {};
+      var seen = {};
       citations.forEach(function (c) {
+        /* Several quotes of one source: its name on the first chip, the quote's first words on the others,
+           so the chips can be told apart. */
+        var source = c.doc_id || c.title;
+        var label = seen[source] ? excerpt(c.quote) : c.publisher || c.title;
+        seen[source] = true;
         var chip = el(
           "button",
           {
@@ -701,7 +719,7 @@
             "aria-label": T.ui.source + " " + c.id + ": " + sourceName(c),
           },
           el("span", { class: "num", "aria-hidden": "true" }, String(c.id)),
-          el("span", { class: "chip-title", "aria-hidden": "true" }, c.publisher || c.title),
+          el("span", { class: "chip-title", "aria-hidden": "true" }, label),
           el("span", { class: "chip-kind", "aria-hidden": "true" }, sourceLabel(c.source_type))
         );
         chip.bpdCitation = c;
