@@ -28,9 +28,11 @@ from bpd_rag.types import Answer, AnswerKind, Document, Question
 
 # What the matcher reads of each card for a question: the closest of the card's question and phrasings to the
 # standalone query and to the message as typed, the card's answer text to the query, the share of the
-# question's words the card uses (in its phrasings, in its answer), and the lead of the card over the best
-# other card on the query, on the message as typed (a follow-up's own words) and on words: a pointwise
-# model learns from the leads which of several likely cards is the one asked about.
+# question's words the card's phrasings use, and the lead of the card over the best other card on the query,
+# on the message as typed (a follow-up's own words) and on words. The share of the question's words in the
+# card's *answer* is not read: the dev labels reward it (a card is "right" when its text has the gold
+# phrases), and with it a card's own phrasing ("will ketamine help my bpd") lost to a card whose answer
+# shares more words.
 # "both" is the lower of the two closeness values: a follow-up's card must fit the topic of the conversation
 # (the standalone query) and what the new message asks ("what dose was used for that?").
 FEATURES = (
@@ -39,7 +41,6 @@ FEATURES = (
     "both",
     "content",
     "words",
-    "words_content",
     "lead",
     "lead_message",
     "lead_both",
@@ -62,16 +63,24 @@ class Match:
 
 @dataclass(frozen=True)
 class MatcherModel:
-    """A logistic regression over FEATURES and the probability above which a card is served."""
+    """A conditional logit over FEATURES: each card's score, turned into the probability that it is the card
+    asked about by a softmax over every card; the top card is served above the threshold (chosen on dev)."""
 
     weights: dict[str, float]
     bias: float
     threshold: float
     meta: dict[str, Any]
 
-    def probability(self, features: Mapping[str, float]) -> float:
-        z = self.bias + sum(self.weights[f] * features[f] for f in FEATURES)
-        return 1.0 / (1.0 + math.exp(-z))
+    def score(self, features: Mapping[str, float]) -> float:
+        return self.bias + sum(self.weights[f] * features[f] for f in FEATURES)
+
+    def probabilities(self, rows: Sequence[Mapping[str, float]]) -> list[float]:
+        """The probability of each card of one question (they sum to 1)."""
+        scores = [self.score(f) for f in rows]
+        top = max(scores, default=0.0)
+        exps = [math.exp(v - top) for v in scores]
+        total = sum(exps) or 1.0
+        return [e / total for e in exps]
 
     @classmethod
     def load(cls, path: Path | None = None) -> MatcherModel:
@@ -106,7 +115,6 @@ class CardMatcher:
         self._contents = [" ".join(s.text for s in card.statements) for card in self.cards]
         self._texts = [text for card in self.cards for text in card.texts] + self._contents
         self._card_terms = [set(terms(" ".join(card.texts))) for card in self.cards]
-        self._content_terms = [set(terms(content)) for content in self._contents]
         documents_with = Counter(t for bag in self._card_terms for t in bag)
         self._idf = {t: math.log(1 + len(self.cards) / n) for t, n in documents_with.items()}
         self._idf_unknown = math.log(1 + len(self.cards))
@@ -169,7 +177,6 @@ class CardMatcher:
         closest, content = self._similarities(question.query)
         closest_message = self._similarities(question.text)[0] if question.text != question.query else closest
         words = self._words(question.query, self._card_terms)
-        words_content = self._words(question.query, self._content_terms)
 
         def lead(values: np.ndarray) -> np.ndarray:
             """Each card's value minus the best value among the other cards."""
@@ -195,7 +202,6 @@ class CardMatcher:
                     "both": float(both[n]),
                     "content": float(content[n]),
                     "words": float(words[n]),
-                    "words_content": float(words_content[n]),
                     "lead": float(leads[n]),
                     "lead_message": float(leads_message[n]),
                     "lead_both": float(leads_both[n]),
@@ -211,7 +217,8 @@ class CardMatcher:
         model = model or self.model
         if not self.cards or model is None:
             return []
-        scored = [(card, f, model.probability(f)) for card, f in zip(self.cards, self.features(question), strict=True)]
+        rows = self.features(question)
+        scored = list(zip(self.cards, rows, model.probabilities(rows), strict=True))
         return sorted(scored, key=lambda row: -row[2])
 
     def match(self, question: Question) -> Match | None:

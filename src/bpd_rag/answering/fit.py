@@ -65,46 +65,50 @@ def card_rows(pipeline: Pipeline, items: Sequence[GoldItem]) -> tuple[np.ndarray
     return np.array(rows), np.array(labels), owners
 
 
-def monotone_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> tuple[np.ndarray, float]:
-    """Logistic regression whose weights are all >= 0 (classes balanced, L2-penalised), by L-BFGS-B.
+def conditional_logit(x: np.ndarray, y: np.ndarray, owners: Sequence[int], l2: float = 1e-3) -> np.ndarray:
+    """Weights of a softmax over each question's cards that maximise the probability of its right cards.
 
-    Every matcher feature is "higher means more alike"; the proxy labels mark several cards right for one
-    question (any card with the required phrases), and an unconstrained fit then learns negative weights on
-    similarity that rank a vaguely related card above the one asked about. Monotone weights cannot.
+    The proxy labels mark several cards right for one question (any card with the required phrases); a
+    pointwise classifier then ranks by whatever the right cards share (a card's answer using the question's
+    words) and not by which card is closest. Comparing the cards of one question with each other is what
+    serving needs. Five-fold cross-validation on dev: the same top-1 accuracy as a pointwise monotone
+    logistic regression (0.72), 54 instead of 48 of 106 questions served at 90% precision.
     """
     from scipy.optimize import minimize
 
-    y = y.astype(float)
-    weight = np.where(y > 0, len(y) / (2 * max(y.sum(), 1)), len(y) / (2 * max(len(y) - y.sum(), 1)))
+    owner_array = np.asarray(owners)
+    groups = [g for g in (np.where(owner_array == o)[0] for o in np.unique(owner_array)) if y[g].any()]
 
-    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
-        w, b = params[:-1], params[-1]
-        z = x @ w + b
-        p = 1 / (1 + np.exp(-z))
-        eps = 1e-12
-        value = -np.sum(weight * (y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))) / len(y) + l2 * w @ w
-        residual = weight * (p - y) / len(y)
-        return float(value), np.concatenate([x.T @ residual + 2 * l2 * w, [residual.sum()]])
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        total, grad = 0.0, np.zeros_like(w)
+        for g in groups:
+            scores = x[g] @ w
+            exps = np.exp(scores - scores.max())
+            p = exps / exps.sum()
+            right = y[g] > 0
+            p_right = p[right].sum()
+            total -= float(np.log(p_right + 1e-12))
+            grad += p @ x[g] - (p[right] / p_right) @ x[g][right]
+        return total / len(groups) + l2 * float(w @ w), grad / len(groups) + 2 * l2 * w
 
-    start = np.zeros(x.shape[1] + 1)
-    bounds = [(0.0, None)] * x.shape[1] + [(None, None)]
-    result = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds)
-    return result.x[:-1], float(result.x[-1])
+    return np.asarray(minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B").x)
 
 
 def fit_matcher(pipeline: Pipeline, dev: Sequence[GoldItem]) -> MatcherModel:
-    """One monotone logistic regression over every (question, card) pair of dev; the threshold for the best card."""
+    """A conditional logit over every (question, card) pair of dev; the threshold for the best card."""
     x, y, owners = card_rows(pipeline, dev)
-    weights, bias = monotone_logistic(x, y)
+    weights = conditional_logit(x, y, owners)
     model = MatcherModel(
-        weights={f: float(w) for f, w in zip(FEATURES, weights, strict=True)},
-        bias=bias,
-        threshold=0.5,
-        meta={},
+        weights={f: float(w) for f, w in zip(FEATURES, weights, strict=True)}, bias=0.0, threshold=0.5, meta={}
     )
+    scores = x @ weights
+    probability = np.zeros(len(y))
+    for owner in set(owners):
+        rows = np.array([n for n, o in enumerate(owners) if o == owner])
+        exps = np.exp(scores[rows] - scores[rows].max())
+        probability[rows] = exps / exps.sum()
     # The threshold on the best card of each item (what would be served): the lowest probability whose served
     # cards are right at least CARD_PRECISION of the time on dev.
-    probability = 1 / (1 + np.exp(-(x @ weights + bias)))
     best: dict[int, tuple[float, bool]] = {}
     for p, right, owner in zip(probability, y, owners, strict=True):
         if owner not in best or p > best[owner][0]:
