@@ -436,3 +436,12 @@ def test_a_question_goes_through_the_model_once(real_pipeline: Pipeline) -> None
     assert answer.kind == "answer"
     holding_query = [run for run in model.runs if question in run]
     assert len(holding_query) == 1, model.runs  # retrieval and the answerer share the embedder's cache
+
+
+def test_nothing_found_is_said_in_spanish_to_a_spanish_question() -> None:
+    replies = Replies(PROMPTS, "US")
+    nothing = replies.no_answer("extractive")
+    spanish = replies.in_language(nothing, "es")
+    assert spanish.kind == "no_answer" and spanish.language == "es"
+    assert spanish.answer.startswith("No encontré") and "inglés" in spanish.answer
+    assert replies.in_language(nothing, "fr") == nothing and replies.in_language(nothing, "en") == nothing

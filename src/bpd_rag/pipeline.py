@@ -231,6 +231,8 @@ class Pipeline:
             if answer.kind == "answer" and not answer.citations:
                 answer = self.replies.no_answer(answer.answerer)
             footer = footer or review.footer
+        if answer.kind == "no_answer":
+            answer = self.replies.in_language(answer, decision.language)
         if decision.risk == "concern":
             return self.replies.with_concern(answer, decision)
         if footer and answer.kind == "answer":

@@ -112,6 +112,11 @@ class CrisisLanguage(_Checked):
     distress: str = Field(description="Reply to distress without stated risk: validates, suggests the clinician.")
     footer: str = Field(description="One line under answers on risk topics (the resources' links go with it).")
     support_heading: str = Field(description="Heading of the resources shown beside an answer.")
+    no_answer: str = Field(
+        default="",
+        description="For a language other than English: said when nothing was found (the sources are in "
+        "English, so a question in this language often finds nothing); empty uses prompts/no_answer.txt.",
+    )
     resources: list[CheckedResource] = Field(min_length=1)
     poison: list[CheckedResource] = Field(min_length=1, description="Shown first for an overdose or poisoning.")
 

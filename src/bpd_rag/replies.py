@@ -142,6 +142,13 @@ class Replies:
             kind="no_answer", statements=[Statement(kind="info", text=self.no_answer_text)], answerer=answerer
         )
 
+    def in_language(self, answer: Answer, language: str) -> Answer:
+        """A "nothing found" reply in the message's language when the locale's file has one (else as it is)."""
+        text = self.crisis_texts.languages[language].no_answer if language in self.crisis_texts.languages else ""
+        if not text:
+            return answer
+        return answer.model_copy(update={"statements": [Statement(kind="info", text=text)], "language": language})
+
     def with_concern(self, answer: Answer, decision: SafetyDecision) -> Answer:
         """The reply with a short, warm check-in and the resources first (a message with a risk signal).
 

@@ -462,6 +462,16 @@ _QUESTION_OPENERS = frozenset(
         "puede",
         "pueden",
         "hay",
+        "cuanto",
+        "cuánto",
+        "cuanta",
+        "cuánta",
+        "cuantos",
+        "cuántos",
+        "cuantas",
+        "cuántas",
+        "sirve",
+        "funciona",
     ]
 )
 
