@@ -150,19 +150,7 @@ class Pipeline:
         for document in self.documents.values():
             for start, end in sentence_spans(document.text):
                 if document.evidence_at(start) in ("randomized_trial", "uncontrolled_study"):
-                    chunk = Chunk(
-                        chunk_id=f"{document.doc_id}@{start}",
-                        doc_id=document.doc_id,
-                        index=-1,
-                        text=document.text[start:end],
-                        start=start,
-                        end=end,
-                        title=document.title,
-                        source_type=document.source_type,
-                        url=document.url,
-                        publisher=document.publisher,
-                    )
-                    out.append(Passage(chunk=chunk, score=0.0))
+                    out.append(_span_passage(document, start, end, f"{document.doc_id}@{start}", score=0.0))
         return out
 
     @property
@@ -260,19 +248,7 @@ class Pipeline:
         for n, quote in card.quotes.items():
             document = self.documents[quote.doc_id]
             start = document.text.index(quote.text)
-            chunk = Chunk(
-                chunk_id=f"{card.id}#quote-{n}",
-                doc_id=document.doc_id,
-                index=-1,
-                text=quote.text,
-                start=start,
-                end=start + len(quote.text),
-                title=document.title,
-                source_type=document.source_type,
-                url=document.url,
-                publisher=document.publisher,
-            )
-            out.append(Passage(chunk=chunk, score=1.0))
+            out.append(_span_passage(document, start, start + len(quote.text), f"{card.id}#quote-{n}", score=1.0))
         return out
 
     def with_evidence(self, answer: Answer) -> Answer:
@@ -386,6 +362,23 @@ class Pipeline:
         self._store = None
         self._forget_loaded()
         return report
+
+
+def _span_passage(document: Document, start: int, end: int, chunk_id: str, score: float) -> Passage:
+    """A passage of one span of a document's text (a sentence, a card's quote), with its offsets."""
+    chunk = Chunk(
+        chunk_id=chunk_id,
+        doc_id=document.doc_id,
+        index=-1,
+        text=document.text[start:end],
+        start=start,
+        end=end,
+        title=document.title,
+        source_type=document.source_type,
+        url=document.url,
+        publisher=document.publisher,
+    )
+    return Passage(chunk=chunk, score=score)
 
 
 def build_pipeline(settings: Settings | None = None, embedder: Embedder | None = None) -> Pipeline:

@@ -7,6 +7,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -95,3 +96,26 @@ def test_the_conversation_id_keeps_risk_when_the_history_is_dropped(tmp_path: Pa
         fresh = client.post("/api/chat", json={"message": "what dose did the trial use?", "conversation_id": "tab-2"})
     assert later.json()["risk"] in ("concern", "crisis") and later.json()["resources"]
     assert fresh.json()["risk"] == "none"
+
+
+def test_the_openai_route_keeps_risk_by_its_user_field_or_header(tmp_path: Path, hash_index: Path) -> None:
+    app = create_app(api_settings(tmp_path, hash_index))
+    with TestClient(app) as client:
+
+        def ask(message: str, user: str | None = None, header: str | None = None) -> dict[str, Any]:
+            body: dict[str, Any] = {"messages": [{"role": "user", "content": message}]}
+            if user is not None:
+                body["user"] = user
+            headers = {"X-Conversation-Id": header} if header is not None else {}
+            reply: dict[str, Any] = client.post("/v1/chat/completions", json=body, headers=headers).json()["bpd_rag"]
+            return reply
+
+        assert ask(CRISIS_MESSAGE, user="u-1")["kind"] == "crisis"
+        assert ask(CRISIS_MESSAGE, header="h-1")["kind"] == "crisis"
+        # A front end that sends only the last message: the server still knows these conversations.
+        for later in (
+            ask("what dose did the trial use?", user="u-1"),
+            ask("what dose did the trial use?", header="h-1"),
+        ):
+            assert later["risk"] in ("concern", "crisis") and later["resources"]
+        assert ask("what dose did the trial use?", user="u-2")["risk"] == "none"
