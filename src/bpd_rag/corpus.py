@@ -201,11 +201,6 @@ def scan_corpus(corpus_dir: Path) -> tuple[list[Path], list[str]]:
     return files, warnings
 
 
-def corpus_files(corpus_dir: Path) -> list[Path]:
-    """The corpus files of a folder, sorted; hidden files, other types and symbolic links are left out."""
-    return scan_corpus(corpus_dir)[0]
-
-
 def _megabytes(n_bytes: int) -> str:
     # Rounded up: a file just over the limit must not read as "10.0 MB; the limit is 10 MB".
     return f"{math.ceil(n_bytes * 10 / 2**20) / 10:.1f}"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from bpd_rag.answering import Answerer
 from bpd_rag.answering.cards import CardMatcher, MatcherModel
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
+_Model = TypeVar("_Model")
 
 
 class Guard(Protocol):
@@ -88,8 +89,8 @@ class Pipeline:
     @cached_property
     def documents(self) -> dict[str, Document]:
         """The corpus documents by id (card quotes are checked against them and cite them)."""
-        limit = int(self.settings.ingest.max_file_mb * 2**20)
-        return {d.doc_id: d for d in load_corpus(self.settings.corpus_dir, max_file_bytes=limit).documents}
+        corpus = load_corpus(self.settings.corpus_dir, max_file_bytes=self.settings.ingest.max_file_bytes)
+        return {d.doc_id: d for d in corpus.documents}
 
     @cached_property
     def card_set(self) -> CardSet:
@@ -102,11 +103,7 @@ class Pipeline:
     @cached_property
     def card_model(self) -> MatcherModel | None:
         """The fitted card matcher shipped in the package (None: cards are never served)."""
-        try:
-            return MatcherModel.load()
-        except ConfigurationError as exc:
-            log.warning("%s", exc)
-            return None
+        return _shipped(MatcherModel.load)
 
     @cached_property
     def card_matcher(self) -> CardMatcher:
@@ -132,11 +129,7 @@ class Pipeline:
     @cached_property
     def answerability_model(self) -> AnswerabilityModel | None:
         """The fitted answerability model shipped in the package (None: the unfitted score and minimum)."""
-        try:
-            return AnswerabilityModel.load()
-        except ConfigurationError as exc:
-            log.warning("%s", exc)
-            return None
+        return _shipped(AnswerabilityModel.load)
 
     def evidence_of(self, doc_id: str, offset: int | None) -> str:
         """The kind of evidence at an offset of a document (its front matter marks it)."""
@@ -316,7 +309,7 @@ class Pipeline:
             self.settings.chunking.overlap_sentences,
             progress=progress,
             scanner=scanner,
-            max_file_bytes=int(self.settings.ingest.max_file_mb * 2**20),
+            max_file_bytes=self.settings.ingest.max_file_bytes,
         )
         self._store = store
         self._forget_loaded()
@@ -362,6 +355,15 @@ class Pipeline:
         self._store = None
         self._forget_loaded()
         return report
+
+
+def _shipped(load: Callable[[], _Model]) -> _Model | None:
+    """A fitted model shipped in the package, or None with a warning that says how to refit it."""
+    try:
+        return load()
+    except ConfigurationError as exc:
+        log.warning("%s", exc)
+        return None
 
 
 def _span_passage(document: Document, start: int, end: int, chunk_id: str, score: float) -> Passage:

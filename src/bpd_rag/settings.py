@@ -53,6 +53,10 @@ class IngestSettings(_Group):
         "and reported, checked by its size before it is read (a 20 MB text file would take minutes to chunk).",
     )
 
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 2**20)
+
 
 class StoreSettings(_Group):
     path: Path = Field(default=Path(".bpd_rag/chroma"), description="Folder of the embedded Chroma index.")

@@ -8,6 +8,7 @@ other replies wait for a worker thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -140,20 +141,17 @@ class ChatService:
         started = time.perf_counter()
         conversation = self.conversations.get(conversation_id) if self.conversations is not None else None
         loop = asyncio.get_running_loop()
-        decision = await loop.run_in_executor(self.triage, self.pipeline.assess, message, list(history), conversation)
-        if decision.action != "crisis" and self.limiter is not None:
-            refused = rate_limited(self.limiter, self.client, self.metrics)
-            if refused is not None:
-                raise refused
         try:
+            decision = await loop.run_in_executor(self.triage, self.pipeline.assess, message, history, conversation)
+            if decision.action != "crisis" and self.limiter is not None:
+                refused = rate_limited(self.limiter, self.client, self.metrics)
+                if refused is not None:
+                    raise refused
+            reply = functools.partial(self._reply, message, history, decision, answer_id, channel, request_id)
             if decision.action == "crisis":  # built from prompts alone: no index, no LLM, no worker queue
-                answer = await loop.run_in_executor(
-                    self.triage, self._reply, message, list(history), decision, answer_id, channel, request_id
-                )
+                answer = await loop.run_in_executor(self.triage, reply)
             else:
-                answer = await run_in_threadpool(
-                    self._reply, message, list(history), decision, answer_id, channel, request_id
-                )
+                answer = await run_in_threadpool(reply)
         except BpdRagError as exc:
             log.warning("request_id=%s pipeline unavailable: %s", request_id, exc)
             raise unavailable(exc) from exc

@@ -106,10 +106,10 @@ class SafetyGuard:
         data_dir = Path(data_dir) if data_dir else default_data_dir()
         self.system_lines = _system_lines(settings.prompts_dir)
         self.spelling = Spelling.from_data(read_yaml(data_dir / "spelling.yaml"), _known_words())
-        self.crisis_rules, crisis_extra = load_rules(
+        crisis_rules, crisis_extra = load_rules(
             data_dir / "crisis_patterns.yaml", frozenset({"any", "personal", "third"})
         )
-        self.patterns = CrisisPatterns(self.crisis_rules, crisis_extra["fragments"])
+        self.patterns = CrisisPatterns(crisis_rules, crisis_extra["fragments"])
         self.risk_topics = compile_regex(
             str(crisis_extra.get("risk_topics", r"(?!)")), "crisis_patterns.yaml risk_topics"
         )
@@ -161,7 +161,8 @@ class SafetyGuard:
         crisis = self._crisis(message, normalised, reading, language)
         if crisis is not None:
             return crisis
-        earlier = self._earlier_turns(history, conversation, language)
+        turns = _user_turns(history)
+        earlier = self._earlier_turns(turns, conversation, language)
         if not earlier and conversation is not None:
             earlier = conversation.recent()  # the client dropped its history; the server did not
         raised = any(score >= 1.0 for score in earlier) or (conversation is not None and conversation.raised)
@@ -173,8 +174,8 @@ class SafetyGuard:
             return base.model_copy(
                 update={"action": "crisis", "risk": "crisis", "category": "followup", "reason": "risk after a crisis"}
             )
-        if _user_turns(history):
-            window = [*(m.content[:TURN_CHARS] for m in _user_turns(history)[-(WINDOW_TURNS - 1) :]), message]
+        if turns:
+            window = [*(m.content[:TURN_CHARS] for m in turns[-(WINDOW_TURNS - 1) :]), message]
             score = self.reader.window(window, language)
             if score >= 1.0:
                 reason = f"turns together {score:.2f}"
@@ -225,11 +226,11 @@ class SafetyGuard:
         )
 
     def _earlier_turns(
-        self, history: Sequence[Message], conversation: ConversationRisk | None, language: str
+        self, turns: Sequence[Message], conversation: ConversationRisk | None, language: str
     ) -> list[float]:
         """Crisis scores of the recent earlier user turns: remembered by the conversation, or read (bounded)."""
         scores = []
-        for turn in _user_turns(history)[-HISTORY_TURNS:]:
+        for turn in turns[-HISTORY_TURNS:]:
             remembered = conversation.turns.get(turn_key(turn.content)) if conversation is not None else None
             if remembered is None:
                 text = turn.content[:TURN_CHARS]
@@ -240,10 +241,6 @@ class SafetyGuard:
     def _advice_topic(self, normalised: str) -> str:
         """The topic of an advice request the model found (for the general information beside the refusal)."""
         return next((topic for topic, regex in self.advice_topics if regex.search(normalised)), "medication")
-
-    def had_crisis(self, history: Sequence[Message]) -> bool:
-        """Whether an earlier user turn of the conversation showed crisis."""
-        return any(score >= 1.0 for score in self._earlier_turns(history, None, "en"))
 
     def review(self, answer: Answer) -> ReplyReview:
         """Checks a reply: no system-prompt text, no quote of instruction-like document text, risk topics."""

@@ -15,7 +15,6 @@ import threading
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import numpy as np
 from bpd_rag.embeddings import Embedder
 from bpd_rag.errors import ConfigurationError
 from bpd_rag.safety.language import Language
+from bpd_rag.safety.rules import default_data_dir
 
 # The feature spaces: "en" is MiniLM over the folded text, "multi" is multilingual-e5 over the message.
 SPACES = ("en", "multi")
@@ -66,11 +66,6 @@ class Features:
     def rows(self, index: slice | list[int]) -> Features:
         picked = range(len(self))[index] if isinstance(index, slice) else index
         return Features(self.dense[list(picked)], [self.sparse[i] for i in picked])
-
-
-def default_model_dir() -> Path:
-    """data/safety inside the package, where the fitted model is shipped."""
-    return Path(str(resources.files("bpd_rag").joinpath("data", "safety")))
 
 
 @dataclass(frozen=True)
@@ -175,7 +170,7 @@ class RiskModel:
 
     @classmethod
     def load(cls, folder: Path | None = None) -> RiskModel:
-        folder = Path(folder) if folder else default_model_dir()
+        folder = Path(folder) if folder else default_data_dir()
         try:
             described = json.loads((folder / f"{MODEL_NAME}.json").read_text("utf-8"))
             with np.load(folder / f"{MODEL_NAME}.npz") as arrays:

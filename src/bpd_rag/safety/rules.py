@@ -32,19 +32,6 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def read_lines(path: Path) -> list[str]:
-    """Non-empty lines of a one-per-line file, without # comments."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigurationError(f"Safety data file {path} cannot be read ({exc}).") from exc
-    lines = [line.strip() for line in text.splitlines()]
-    out = [line for line in lines if line and not line.startswith("#")]
-    if not out:
-        raise ConfigurationError(f"Safety data file {path} has no entries.")
-    return out
-
-
 def expand(regex: str, fragments: Mapping[str, str], where: str) -> str:
     """Insert {NAME} fragments (which may use other fragments) into a regex."""
     for _ in range(5):  # fragments nest a few levels at most
