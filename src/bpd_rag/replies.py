@@ -68,6 +68,10 @@ class Replies:
         """The crisis texts in the message's language (English when there are none in it)."""
         return self.crisis_texts.language(language)
 
+    def _reply_language(self, language: str) -> str:
+        """The language a reply of ours is written in: the message's when the locale file has it, else English."""
+        return language if language in self.crisis_texts.languages else "en"
+
     def _language_note(self, language: str) -> list[Statement]:
         note = self.crisis_texts.other_languages.get(language)
         if language in self.crisis_texts.languages or not note:
@@ -94,7 +98,7 @@ class Replies:
             resources=resources,
             risk="crisis",
             answerer=self.name,
-            language=decision.language if decision.language in self.crisis_texts.languages else "en",
+            language=self._reply_language(decision.language),
         )
 
     def injection(self) -> Answer:
@@ -155,16 +159,14 @@ class Replies:
         Nothing to answer (distress, no question): the warm distress reply alone, never "could not find an
         answer". A reply to a risky message never states an amount of a drug.
         """
-        texts = self.texts(decision.language)
-        note = self._language_note(decision.language)
         if answer.kind == "no_answer":
             return self.support(decision)
         answer = without_doses(answer)
-        if answer.kind == "answer" and not answer.citations:
-            answer = self.no_answer(answer.answerer)
-            return self.with_concern(answer, decision)
+        if answer.kind == "answer" and not answer.citations:  # every statement stated a dose
+            return self.support(decision)
+        texts = self.texts(decision.language)
         check_in = Statement(kind="safety", text=texts.check_in, resources=True)
-        statements = [*note, check_in, *answer.statements]
+        statements = [*self._language_note(decision.language), check_in, *answer.statements]
         return answer.model_copy(
             update={"statements": statements, "resources": list(texts.resources), "risk": "concern"}
         )
@@ -181,7 +183,7 @@ class Replies:
             resources=list(texts.resources),
             risk="concern",
             answerer=self.name,
-            language=decision.language if decision.language in self.crisis_texts.languages else "en",
+            language=self._reply_language(decision.language),
         )
 
     def with_footer(self, answer: Answer, language: str) -> Answer:
