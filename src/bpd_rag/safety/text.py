@@ -171,8 +171,10 @@ class Spelling:
 
     def _normalise(self, text: str, idioms: bool, fuzzy: bool) -> str:
         text = self.fold(text)
-        # Accents off Latin letters ("suicídio" -> "suicidio"); other scripts keep theirs.
+        # Accents off letters ("suicídio" -> "suicidio"), then composed again: Hangul syllables, which the
+        # decomposition splits into letters, are whole again for the patterns.
         text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+        text = unicodedata.normalize("NFC", text)
         for pattern, replacement in self.raw_replacements:
             text = pattern.sub(replacement, text)
         text = text.replace("'", "")
