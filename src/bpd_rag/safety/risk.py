@@ -258,8 +258,13 @@ class RiskReader:
     def read(self, message: str, language: str | None = None) -> Reading:
         """Probabilities for the message (the highest over it and its sentences), in every space it needs."""
         language = language or self.language.of(message)
+        # A language with a crisis threshold of its own in the English space ("en.crisis.es") is read there too,
+        # for the crisis score only: the English space's heads are fitted on every language's messages, and its
+        # hashed words and letter sequences separate Spanish crisis messages from look-alikes better than the
+        # multilingual embeddings do (docs/decisions.md).
+        own = f"en.crisis.{language}"
         if language != "en":
-            spaces = ["multi"]
+            spaces = ["en", "multi"] if own in self.model.thresholds else ["multi"]
         elif self.language.unsure(message):
             spaces = ["en", "multi"]
         else:
@@ -270,6 +275,14 @@ class RiskReader:
         for space in spaces:
             features = self.features(space, units)
             risk = self.model.head(space, "risk").proba(features)
+            if space == "en" and language != "en":  # another language read in the English space: crisis only
+                crisis = risk[:, 2] / self.model.thresholds[own]
+                top = int(crisis.argmax())
+                if crisis[top] > best_crisis:
+                    best_crisis = float(crisis[top])
+                    kind = self.model.head(space, "kind").proba(features.rows([top]))[0]
+                    reading.kind = self.model.head(space, "kind").classes[int(kind.argmax())]
+                continue
             crisis = risk[:, 2] / self.model.threshold(space, "crisis")  # each space against its own threshold
             concern = (risk[:, 1] + risk[:, 2]) / self.model.threshold(space, "concern")
             intent = self.model.head(space, "intent").proba(features.rows(slice(0, 1)))[0]  # the whole message's

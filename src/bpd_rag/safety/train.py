@@ -40,6 +40,9 @@ CONCERN_RECALL = 0.99
 # than FALSE_ADVICE of the general questions (a refusal of a general question is a wrong answer too).
 ADVICE_RECALL = 0.95
 FALSE_ADVICE = 0.05
+# Languages whose messages the English space reads too (see RiskReader.read): on dev, Spanish crisis-reply
+# recall from the multilingual space alone was 67% at its threshold.
+ENGLISH_SPACE_TOO = ("es",)
 C_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 TEMPERATURES = tuple(round(t, 2) for t in np.arange(0.3, 3.01, 0.05))
 DOCS_BEGIN = "<!-- figures: written by python -m bpd_rag.safety.train -->"
@@ -290,6 +293,16 @@ def _choose_thresholds(dev: Sequence[Item], guard: SafetyGuard, progress: Callab
         chosen[f"{space}.advice"] = max(
             _highest_threshold(scores["advice"], advice, by_patterns, ADVICE_RECALL),
             _lowest_threshold(scores["advice"], general, by_patterns, FALSE_ADVICE),
+        )
+    # Languages read in the English space as well (crisis only), each with its own threshold chosen on its dev
+    # messages for the same false-crisis rate, on top of what the patterns and the multilingual space catch.
+    for language in ENGLISH_SPACE_TOO:
+        members = [n for n, i in enumerate(single) if i.lang == language]
+        progress(f"choosing thresholds (en for {language}, {len(members)} dev messages)")
+        scores = _unit_scores(guard, [single[n] for n in members], "en")
+        calm = [single[n].risk == "none" for n in members]
+        chosen[f"en.crisis.{language}"] = _lowest_threshold(
+            scores["crisis"], calm, [caught_crisis[n] for n in members], FALSE_CRISIS
         )
     return chosen
 
