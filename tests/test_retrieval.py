@@ -53,6 +53,32 @@ def test_speller_fixes_one_edit_typos_of_long_words_only() -> None:
     assert english.correct("pilot trial, rigth?") == "pilot trial, rigth?"  # "rigth" is one edit from no corpus word
 
 
+def test_speller_takes_reviewed_shorthand_and_keeps_inflections() -> None:
+    from collections import Counter
+
+    from bpd_rag.fitted import packaged
+    from bpd_rag.retrieval import Speller, load_shorthand
+
+    shorthand = load_shorthand(packaged("answering", "shorthand.yaml"))
+    speller = Speller(
+        Counter({"dissociated": 4, "trial": 5, "given": 3}), english=frozenset({"trail"}), shorthand=shorthand
+    )
+    # Short words and chat shorthand come from the reviewed list; "trail" is never meant in these sources.
+    assert speller.correct("wat dose was givn to ppl in the trail") == "what dose was given to people in the trial"
+    # A corpus word with an ending added is not a correction of the word without it.
+    assert speller.correct("do ppl dissociate") == "do people dissociate"
+
+
+def test_a_first_message_about_it_asks_about_ketamine() -> None:
+    assert resolve_query("is it safe", []) == "is ketamine safe"
+    assert resolve_query("how long does it last??", []) == "how long does ketamine last??"
+    # It names something the sources are about: "it" is that, not ketamine.
+    assert resolve_query("is bpd genetic or is it from trauma", []) == "is bpd genetic or is it from trauma"
+    # A follow-up borrows the previous turn instead.
+    history = [Message(role="user", content="what is esketamine")]
+    assert resolve_query("is it safe", history) == "what is esketamine is it safe"
+
+
 def test_neighbours_follow_their_passage(hash_pipeline) -> None:  # type: ignore[no-untyped-def]
     hash_pipeline.ingest()
     top = hash_pipeline.retriever.retrieve("bladder problems incontinence", k=1)

@@ -16,9 +16,10 @@ from bpd_rag.cards import Card, CardSet, load_cards
 from bpd_rag.corpus import load_corpus, load_errata
 from bpd_rag.embeddings import Embedder, build_embedder, default_model_path
 from bpd_rag.errors import ConfigurationError
+from bpd_rag.fitted import packaged
 from bpd_rag.index import DocumentScanner, IngestReport, ProgressCallback, ingest
 from bpd_rag.replies import Replies, renumbered
-from bpd_rag.retrieval import Retriever, resolve_query
+from bpd_rag.retrieval import Retriever, load_shorthand, resolve_query
 from bpd_rag.settings import Settings
 from bpd_rag.store import VectorStore, open_store, release_embedded
 from bpd_rag.support import CheckedSupport, Contradictions, EmbeddingLexicalSupport
@@ -84,7 +85,8 @@ class Pipeline:
     def retriever(self) -> Retriever:
         # English words (the packaged MiniLM vocabulary) are never "corrected" into corpus words.
         english = load_known_words(default_model_path() / "vocab.txt")
-        return Retriever(self.store, self.embedder, self.settings.retrieval, english_words=english)
+        shorthand = load_shorthand(packaged("answering", "shorthand.yaml"))
+        return Retriever(self.store, self.embedder, self.settings.retrieval, english_words=english, shorthand=shorthand)
 
     @cached_property
     def documents(self) -> dict[str, Document]:

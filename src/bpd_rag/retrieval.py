@@ -9,14 +9,15 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bpd_rag.embeddings import Embedder
-from bpd_rag.errors import BpdRagError, IndexMissingError, StoreUnavailableError
+from bpd_rag.errors import BpdRagError, ConfigurationError, IndexMissingError, StoreUnavailableError
 from bpd_rag.index import embedding_text
 from bpd_rag.store import LiveStore, VectorStore
 from bpd_rag.textutil import one_edit, terms, words
@@ -27,6 +28,42 @@ if TYPE_CHECKING:
 
 _ANAPHORA = frozenset(
     ["it", "its", "that", "this", "these", "those", "they", "them", "their", "there", "he", "she", "his", "her", "such"]
+)
+# What a first message may name for "it" to refer to; without one of these, "it" is the chat's subject, ketamine.
+_SUBJECTS = frozenset(
+    [
+        "ketamine",
+        "ketamin",
+        "esketamine",
+        "spravato",
+        "bpd",
+        "borderline",
+        "disorder",
+        "therapy",
+        "therapies",
+        "dbt",
+        "cbt",
+        "treatment",
+        "treatments",
+        "trial",
+        "trials",
+        "study",
+        "studies",
+        "research",
+        "midazolam",
+        "placebo",
+        "depression",
+        "infusion",
+        "infusions",
+        "drug",
+        "medication",
+        "medicine",
+        "dissociation",
+        "diagnosis",
+        "clinic",
+        "blog",
+        "article",
+    ]
 )
 # Used when the store does not say (a LiveStore carries StoreSettings.reload_interval_s).
 _RELOAD_INTERVAL_S = 2.0
@@ -43,6 +80,10 @@ def resolve_query(question: str, history: Sequence[Message] = ()) -> str:
     """A standalone query: a follow-up ("what dose was used for that?") borrows the previous user turn."""
     previous = [m.content for m in history if m.role == "user" and m.content.strip()]
     if not previous:
+        # A first message that says "it" and names nothing the sources are about ("is it safe", "how long does
+        # it last") asks about the chat's subject, ketamine therapy: "it" is read as ketamine.
+        if re.search(r"\bit\b", question, re.I) and not set(words(question)) & _SUBJECTS:
+            return re.sub(r"\bit\b", "ketamine", question, count=1, flags=re.I)
         return question
     question_words = set(words(question))
     content = terms(question)
@@ -119,18 +160,30 @@ class Speller:
     Real English words are left alone even when the corpus does not use them ("right" is not "might").
     """
 
-    def __init__(self, vocabulary: Counter[str], english: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        vocabulary: Counter[str],
+        english: frozenset[str] = frozenset(),
+        shorthand: Mapping[str, str] | None = None,
+    ) -> None:
         self.vocabulary = vocabulary
         self.english = english
+        # Reviewed replacements of whole words (data/answering/shorthand.yaml): chat shorthand and short typos
+        # the one-edit correction cannot reach ("ppl", "givn"), and real words typed for ours ("trail").
+        self.shorthand = dict(shorthand or {})
         # Corrected texts: Pipeline.ask corrects each message twice (the crisis check's guess of the query,
         # then the query itself), and the same questions come back.
         self._corrected: dict[str, str] = {}
 
     def correct_word(self, word: str) -> str:
         lower = word.lower()
+        if lower in self.shorthand:
+            return self.shorthand[lower]
         if len(lower) < _MIN_CORRECTABLE or not lower.isalpha() or lower in self.vocabulary:
             return word
-        known = [w for w in one_edit(lower) if w in self.vocabulary]
+        # A word the corpus has with an ending added is an inflection, not a typo ("dissociate" is not
+        # "dissociated", "relapse" is not "relapses").
+        known = [w for w in one_edit(lower) if w in self.vocabulary and w not in (lower + "d", lower + "s")]
         if not known:
             return word
         # A real English word stays what it says ("right" is not "might", "hooked" is not "looked"): the speller
@@ -144,7 +197,7 @@ class Speller:
         """The text with each unknown word replaced by its correction, everything else untouched."""
         corrected = self._corrected.get(text)
         if corrected is None:
-            corrected = re.sub(r"[A-Za-z]+", lambda m: self.correct_word(m.group()), text)
+            corrected = re.sub(r"[A-Za-z0-9]+", lambda m: self.correct_word(m.group()), text)
             if len(self._corrected) >= _CORRECTED_LIMIT:
                 self._corrected = {}  # replaced, not cleared in place: requests run in threads
             self._corrected[text] = corrected
@@ -179,8 +232,10 @@ class Retriever:
         embedder: Embedder,
         settings: RetrievalSettings,
         english_words: frozenset[str] = frozenset(),
+        shorthand: Mapping[str, str] | None = None,
     ) -> None:
         self.english_words = english_words
+        self.shorthand = dict(shorthand or {})
         self.store = store
         self.embedder = embedder
         self.settings = settings
@@ -294,7 +349,7 @@ class Retriever:
             by_id={c.chunk_id: i for i, c in enumerate(chunks)},
             position={(c.doc_id, c.index): i for i, c in enumerate(chunks)},
             bm25=BM25Index([terms(t) for t in texts]),
-            speller=Speller(Counter(w for t in texts for w in words(t)), self.english_words),
+            speller=Speller(Counter(w for t in texts for w in words(t)), self.english_words, self.shorthand),
         )
 
     @contextlib.contextmanager
@@ -461,3 +516,17 @@ def _watch_index(ref: weakref.ReferenceType[Retriever], stop: threading.Event, i
             return
         retriever.refresh()
         del retriever
+
+
+def load_shorthand(path: Path) -> dict[str, str]:
+    """The reviewed word replacements of a shorthand file (data/answering/shorthand.yaml)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text("utf-8")) or {}
+        entries = data["words"]
+        if not isinstance(entries, dict):
+            raise TypeError("'words' must be a mapping of word: replacement")
+        return {str(k).lower(): str(v) for k, v in entries.items()}
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise ConfigurationError(f"{path} cannot be read ({exc}). Fix the file or reinstall bpd-rag.") from exc
