@@ -29,8 +29,13 @@ from bpd_rag.pipeline import Pipeline, build_pipeline
 from bpd_rag.settings import Settings
 from bpd_rag.textutil import terms
 
-# The share of served cards that must be right on dev; the threshold is the lowest probability that keeps it.
-CARD_PRECISION = 0.9
+# How often the best card must be right, at the threshold, for it to be served (see marginal_threshold).
+# The extractive fallback passes about a third of the dev questions it answers; a card right three times in
+# four at the margin (and more often above it) is the better reply there.
+CARD_RIGHT = 0.7
+# Folds of dev questions for the out-of-fold probabilities the card threshold is chosen on.
+FOLDS = 5
+FOLD_SEED = 20261202
 # The share of unanswerable dev questions the extractive answerer must decline (see fit_answerability).
 UNANSWERABLE_DECLINED = 0.5
 
@@ -94,6 +99,29 @@ def conditional_logit(x: np.ndarray, y: np.ndarray, owners: Sequence[int], l2: f
     return np.asarray(minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B").x)
 
 
+def marginal_threshold(probability: Sequence[float], right: Sequence[bool]) -> float:
+    """The lowest probability at which the best card is right at least CARD_RIGHT of the time, read off a
+    logistic curve fitted to (log-odds of the best card's probability, whether it was right) on dev.
+
+    The first rule, the lowest threshold whose served cards were right 90% of the time in all, moved from 0.52
+    to 0.67 when one card gained two phrasings: with about a hundred dev questions the running precision hovers
+    near its target over a wide band. A curve fitted to every question moves little with one of them.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    p = np.clip(np.asarray(probability, dtype=float), 1e-6, 1 - 1e-6)
+    logit = np.log(p / (1 - p)).reshape(-1, 1)
+    labels = np.asarray(right, dtype=bool)
+    if labels.all() or not labels.any():
+        return 0.5
+    curve = LogisticRegression(C=1e6).fit(logit, labels)
+    a, b = float(curve.coef_[0][0]), float(curve.intercept_[0])
+    if a <= 0:
+        return 1.0  # the matcher's probability says nothing about being right: never serve
+    target = np.log(CARD_RIGHT / (1 - CARD_RIGHT))
+    return float(1 / (1 + np.exp(-(target - b) / a)))
+
+
 def fit_matcher(pipeline: Pipeline, dev: Sequence[GoldItem]) -> MatcherModel:
     """A conditional logit over every (question, card) pair of dev; the threshold for the best card."""
     x, y, owners = card_rows(pipeline, dev)
@@ -101,23 +129,26 @@ def fit_matcher(pipeline: Pipeline, dev: Sequence[GoldItem]) -> MatcherModel:
     model = MatcherModel(
         weights={f: float(w) for f, w in zip(FEATURES, weights, strict=True)}, bias=0.0, threshold=0.5, meta={}
     )
-    scores = x @ weights
+    # The probabilities the threshold is chosen on are out of fold (each question scored by weights fitted on
+    # the other folds), as a question the model has not seen would be scored.
     probability = np.zeros(len(y))
-    for owner in set(owners):
-        rows = np.array([n for n, o in enumerate(owners) if o == owner])
-        exps = np.exp(scores[rows] - scores[rows].max())
-        probability[rows] = exps / exps.sum()
-    # The threshold on the best card of each item (what would be served): the lowest probability whose served
-    # cards are right at least CARD_PRECISION of the time on dev.
+    owner_array = np.asarray(owners)
+    questions = np.unique(owner_array)
+    folds = np.array_split(np.random.RandomState(FOLD_SEED).permutation(questions), FOLDS)
+    for fold in folds:
+        held = np.isin(owner_array, fold)
+        fold_weights = conditional_logit(x[~held], y[~held], owner_array[~held].tolist())
+        scores = x @ fold_weights
+        for owner in fold:
+            rows = np.where(owner_array == owner)[0]
+            exps = np.exp(scores[rows] - scores[rows].max())
+            probability[rows] = exps / exps.sum()
+    # The threshold on the best card of each item (what would be served).
     best: dict[int, tuple[float, bool]] = {}
     for p, right, owner in zip(probability, y, owners, strict=True):
         if owner not in best or p > best[owner][0]:
             best[owner] = (float(p), bool(right))
-    threshold = 1.0
-    for t in sorted({p for p, _ in best.values()}, reverse=True):
-        served = [right for p, right in best.values() if p >= t]
-        if sum(served) / len(served) >= CARD_PRECISION:
-            threshold = t
+    threshold = marginal_threshold([p for p, _ in best.values()], [r for _, r in best.values()])
     served = [right for p, right in best.values() if p >= threshold]
     meta: dict[str, Any] = {
         "fitted_on": "dev split of " + ", ".join(str(p) for p in DEFAULT_GOLD),
