@@ -140,3 +140,19 @@ def test_each_cards_own_question_and_phrasings_find_that_card(real_pipeline: Pip
         if top.id != card.id:
             misses.append((text, card.id, top.id))
     assert len(misses) <= len(texts) // 100, misses
+
+
+@pytest.mark.real_model
+def test_a_question_asked_in_a_cards_own_words_gets_that_card(real_pipeline: Pipeline) -> None:
+    """Served, not only ranked first: "can ketamine help bpd" had the right card on top at a probability under the
+    threshold (its neighbours were close), and got the extractive answer."""
+    matcher = real_pipeline.card_matcher
+    texts = [(card, text) for card in matcher.cards for text in card.texts]
+    wrong = []
+    for card, text in texts:
+        found = matcher.match(real_pipeline.question_for(text))
+        if found is None or found.card.id != card.id:
+            wrong.append((text, card.id, found.card.id if found else None))
+    assert len(wrong) <= len(texts) // 100, wrong
+    found = matcher.match(real_pipeline.question_for("can ketamine help bpd"))
+    assert found is not None and found.card.id == "does-ketamine-work-for-bpd"

@@ -48,6 +48,11 @@ FEATURES = (
 )
 
 
+# The cosine at which a question is one of a card's own phrasings, as typed and as resolved (MiniLM puts
+# rewordings of one question at 0.8-0.9 and a changed word or two at 0.95 and above).
+EXACT = 0.95
+
+
 def default_matcher_file() -> Path:
     return packaged("answering", "card_matcher.json")
 
@@ -222,10 +227,19 @@ class CardMatcher:
         return sorted(scored, key=lambda row: -row[2])
 
     def match(self, question: Question) -> Match | None:
-        """The card to serve, or None when no card is likely enough to be right (or there is no fitted model)."""
+        """The card to serve, or None when no card is likely enough to be right (or there is no fitted model).
+
+        A question asked in the very words of a card's reviewed question or phrasing (EXACT) gets that card
+        even when the matcher's probability is spread over several close cards: "can ketamine help bpd" is
+        what the card was written for, whatever its neighbours."""
         found = self.candidates(question)
-        if not found or self.model is None or found[0][2] < self.model.threshold:
+        if not found or self.model is None:
             return None
+        if found[0][2] < self.model.threshold:
+            card, features, probability = max(found, key=lambda row: row[1]["both"])
+            if features["both"] < EXACT:
+                return None
+            return Match(card, features, probability)
         card, features, probability = found[0]
         return Match(card, features, probability)
 
