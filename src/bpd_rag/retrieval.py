@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bpd_rag.embeddings import Embedder
-from bpd_rag.errors import BpdRagError, ConfigurationError, IndexMissingError, StoreUnavailableError
+from bpd_rag.errors import (
+    BpdRagError,
+    ConfigurationError,
+    IndexCorruptError,
+    IndexMissingError,
+    StoreUnavailableError,
+)
 from bpd_rag.index import embedding_text
 from bpd_rag.store import LiveStore, VectorStore
 from bpd_rag.textutil import one_edit, terms, words
@@ -458,8 +464,19 @@ class Retriever:
         n = self.settings.candidates
         vector = self.embedder.embed_query(query)
         # Ask for extra hits: chunks of an unfinished ingest are in the store but not live.
-        with self._store_errors(snap.store, request=True):
-            hits = snap.store.query(vector, n * 2)
+        try:
+            with self._store_errors(snap.store, request=True):
+                hits = snap.store.query(vector, n * 2)
+        except IndexCorruptError:
+            # `bpd-rag ingest --rebuild` in another process swaps a new folder in and removes the one this
+            # snapshot reads: between the swap and the watcher's next look, load the new index now and ask it.
+            self.refresh()
+            fresh = self.snapshot()
+            if fresh is snap:
+                raise
+            snap = fresh
+            with self._store_errors(snap.store, request=True):
+                hits = snap.store.query(vector, n * 2)
         dense = [(cid, sim) for cid, sim in hits if cid in snap.by_id][:n]
         sparse = snap.bm25.top(terms(query), n)
 
