@@ -134,14 +134,6 @@ def test_a_refusal_never_appends_a_dose(safe_pipeline: Pipeline) -> None:
     assert "32.5" not in answer.answer  # nothing is worked out for the person
 
 
-def test_a_refusal_about_someone_else_answers_the_general_question_in_its_clause(safe_pipeline: Pipeline) -> None:
-    """No question mark: the question clause ("is ketamine safe") is what the reviewed card is matched on."""
-    answer = safe_pipeline.ask("my daughter has bpd, is ketamine safe")
-    assert answer.kind == "refusal"
-    assert CLINICIAN.search(answer.answer)
-    assert "no serious side effects" in answer.answer.lower()  # the is-ketamine-safe card, not a blog's advice
-
-
 def test_without_doses_drops_amounts_and_renumbers() -> None:
     def cite(n: int, quote: str) -> Citation:
         return Citation(id=n, doc_id="d", chunk_id=f"d::{n}", title="T", source_type="news", quote=quote, start=0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 from collections.abc import Callable, Sequence
 from functools import cached_property
@@ -256,13 +255,8 @@ class Pipeline:
         """What the sources say in general terms beside a refusal of advice (no LLM, no safety layer)."""
         if decision.general_question is None:
             return None
-        # The question sentences of the message ("I weigh 70 kg. How much ...?" -> "How much ...?"), or its
-        # question clauses ("my daughter has bpd, is ketamine safe" -> "is ketamine safe").
-        asked = (
-            " ".join(s for s in split_sentences(message) if s.endswith("?"))
-            or " ".join(c.strip() for c in re.split(r"[,;]", message) if looks_like_question(c))
-            or message
-        )
+        # The question sentences of the message ("I weigh 70 kg. How much ...?" -> "How much ...?").
+        asked = " ".join(s for s in split_sentences(message) if s.endswith("?")) or message
         self._follow_index()
         match = self.card_matcher.match(self.question_for(asked))  # a reviewed card on what was asked, if one fits
         if match is not None and match.card.kind == "answer":
