@@ -275,21 +275,16 @@ class RiskReader:
         for space in spaces:
             features = self.features(space, units)
             risk = self.model.head(space, "risk").proba(features)
-            if space == "en" and language != "en":  # another language read in the English space: crisis only
-                crisis = risk[:, 2] / self.model.thresholds[own]
-                top = int(crisis.argmax())
-                if crisis[top] > best_crisis:
-                    best_crisis = float(crisis[top])
-                    kind = self.model.head(space, "kind").proba(features.rows([top]))[0]
-                    reading.kind = self.model.head(space, "kind").classes[int(kind.argmax())]
-                continue
-            crisis = risk[:, 2] / self.model.threshold(space, "crisis")  # each space against its own threshold
-            concern = (risk[:, 1] + risk[:, 2]) / self.model.threshold(space, "concern")
-            intent = self.model.head(space, "intent").proba(features.rows(slice(0, 1)))[0]  # the whole message's
-            reading.advice = max(reading.advice, intent[1] / self.model.threshold(space, "advice"))
-            reading.injection = max(reading.injection, float(intent[2]))
-            reading.smalltalk = max(reading.smalltalk, float(intent[3]))
-            reading.concern = max(reading.concern, float(concern.max()))
+            crisis_only = space == "en" and language != "en"  # another language read in the English space
+            # Each space against its own threshold (and another language in the English space against its own).
+            crisis = risk[:, 2] / (self.model.thresholds[own] if crisis_only else self.model.threshold(space, "crisis"))
+            if not crisis_only:
+                concern = (risk[:, 1] + risk[:, 2]) / self.model.threshold(space, "concern")
+                intent = self.model.head(space, "intent").proba(features.rows(slice(0, 1)))[0]  # the whole message's
+                reading.advice = max(reading.advice, intent[1] / self.model.threshold(space, "advice"))
+                reading.injection = max(reading.injection, float(intent[2]))
+                reading.smalltalk = max(reading.smalltalk, float(intent[3]))
+                reading.concern = max(reading.concern, float(concern.max()))
             top = int(crisis.argmax())
             if crisis[top] > best_crisis:
                 best_crisis = float(crisis[top])
