@@ -156,3 +156,22 @@ def test_a_question_asked_in_a_cards_own_words_gets_that_card(real_pipeline: Pip
     assert len(wrong) <= len(texts) // 100, wrong
     found = matcher.match(real_pipeline.question_for("can ketamine help bpd"))
     assert found is not None and found.card.id == "does-ketamine-work-for-bpd"
+
+
+@pytest.mark.real_model
+def test_a_greeting_with_a_question_gets_the_answer_not_small_talk(real_pipeline: Pipeline) -> None:
+    assert real_pipeline.ask("hey there, what is bpd").answerer == "card:what-is-bpd"
+    # The intent model reads "is he a real doctor" like "are you a real person"; the card on who is who answers it.
+    assert real_pipeline.ask("rosenblat = who? is he a real doctor").answerer == "card:who-is-who"
+    assert real_pipeline.ask("hi").kind == "smalltalk"
+
+
+@pytest.mark.real_model
+def test_a_question_after_a_remark_is_matched_on_its_question_sentence(real_pipeline: Pipeline) -> None:
+    assert real_pipeline.ask("my aunt swears by it. whats the evidence").answerer == "card:evidence-strength"
+
+
+@pytest.mark.real_model
+def test_the_speller_corrects_toward_the_words_of_card_questions(real_pipeline: Pipeline) -> None:
+    # "invented" is in a card's phrasings, not in the documents.
+    assert "invented" in real_pipeline.query_for("who invnted ketamine")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from functools import cached_property
@@ -10,12 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from bpd_rag.answering import Answerer
-from bpd_rag.answering.cards import CardMatcher, MatcherModel
+from bpd_rag.answering.cards import CardMatcher, Match, MatcherModel
 from bpd_rag.answering.extractive import AnswerabilityModel, ExtractiveAnswerer, Outcomes
 from bpd_rag.cards import Card, CardSet, load_cards
 from bpd_rag.corpus import load_corpus, load_errata
 from bpd_rag.embeddings import Embedder, build_embedder, default_model_path
-from bpd_rag.errors import ConfigurationError
+from bpd_rag.errors import BpdRagError, ConfigurationError
 from bpd_rag.fitted import packaged
 from bpd_rag.index import DocumentScanner, IngestReport, ProgressCallback, ingest
 from bpd_rag.replies import Replies, renumbered
@@ -56,6 +57,10 @@ class Guard(Protocol):
         ...
 
 
+# The words of an opening before a comma that a question is matched without ("hey there, what is bpd").
+_OPENING_WORDS = 3
+
+
 class Pipeline:
     """corpus -> chunks -> index -> retrieve -> answer -> safety check -> reply."""
 
@@ -86,7 +91,18 @@ class Pipeline:
         # English words (the packaged MiniLM vocabulary) are never "corrected" into corpus words.
         english = load_known_words(default_model_path() / "vocab.txt")
         shorthand = load_shorthand(packaged("answering", "shorthand.yaml"))
-        return Retriever(self.store, self.embedder, self.settings.retrieval, english_words=english, shorthand=shorthand)
+        try:
+            questions = [text for card in self.card_set.servable() for text in card.texts]
+        except BpdRagError:  # no corpus folder here (a server reading a shared index): the index's words only
+            questions = []
+        return Retriever(
+            self.store,
+            self.embedder,
+            self.settings.retrieval,
+            english_words=english,
+            shorthand=shorthand,
+            question_texts=questions,
+        )
 
     @cached_property
     def documents(self) -> dict[str, Document]:
@@ -202,9 +218,13 @@ class Pipeline:
         elif decision.risk == "concern" and not looks_like_question(message):
             return self.replies.support(decision)  # distress told, nothing asked: no search, no "could not find"
         else:
-            answer = self.replies.smalltalk(message, decision.smalltalk) or self._answer(
-                self.question_for(message, history), decision
-            )
+            question = self.question_for(message, history)
+            # Small talk gives way to a card that answers the message: "hey there, what is bpd" is a question,
+            # and "rosenblat = who? is he a real doctor" only reads like "are you a real person".
+            smalltalk = self.replies.smalltalk(message, decision.smalltalk)
+            if smalltalk is not None and self._card_for(question) is not None:
+                smalltalk = None
+            answer = smalltalk or self._answer(question, decision)
         footer = decision.footer
         if self.guard is not None:
             review = self.guard.review(answer)
@@ -224,8 +244,7 @@ class Pipeline:
 
     def _answer(self, question: Question, decision: SafetyDecision) -> Answer:
         """A reviewed card when one matches, else the answerer's answer from the retrieved passages."""
-        self._follow_index()  # no index, no answers: cards too are served only by a ready server
-        match = self.card_matcher.match(question)
+        match = self._card_for(question)
         if match is not None and self.settings.answer.backend != "llm":
             answer = self.card_matcher.answer(match)
         else:
@@ -236,6 +255,23 @@ class Pipeline:
         if answer.kind == "answer":
             answer = answer.model_copy(update={"disclaimer": self.replies.disclaimer})
         return self.with_evidence(answer)
+
+    def _card_for(self, question: Question) -> Match | None:
+        """The reviewed card for the question: matched on the whole message, else on its last clause that asks
+        something ("sounds like snake oil tbh. whats the actual evidence", "hey there, what is bpd")."""
+        self._follow_index()  # no index, no answers: cards too are served only by a ready server
+        match = self.card_matcher.match(question)
+        if match is not None:
+            return match
+        parts = [p.strip() for p in re.split(r"[.;!?\n]+", question.text) if len(p.split()) >= 2]
+        if len(parts) == 1:  # one sentence: a short opening before a comma ("hey there", "ok so") is left out
+            opening, _, rest = parts[0].partition(",")
+            if rest and len(opening.split()) <= _OPENING_WORDS and not looks_like_question(opening):
+                parts = [opening, rest.strip()]
+        asked = next((p for p in reversed(parts) if looks_like_question(p)), None)
+        if asked is None or len(parts) < 2:
+            return None
+        return self.card_matcher.match(self.question_for(asked, question.history))
 
     def _card_passages(self, card: Card) -> list[Passage]:
         """The quotes a reviewed card rests on, as passages (verbatim text of their documents, with offsets)."""

@@ -239,9 +239,13 @@ class Retriever:
         settings: RetrievalSettings,
         english_words: frozenset[str] = frozenset(),
         shorthand: Mapping[str, str] | None = None,
+        question_texts: Sequence[str] = (),
     ) -> None:
         self.english_words = english_words
         self.shorthand = dict(shorthand or {})
+        # The reviewed questions and phrasings of the answer cards: the speller corrects toward their words as
+        # well as the index's ("invnted" is "invented", a word only a card's question uses).
+        self.question_words = Counter(w for t in question_texts for w in words(t))
         self.store = store
         self.embedder = embedder
         self.settings = settings
@@ -355,7 +359,9 @@ class Retriever:
             by_id={c.chunk_id: i for i, c in enumerate(chunks)},
             position={(c.doc_id, c.index): i for i, c in enumerate(chunks)},
             bm25=BM25Index([terms(t) for t in texts]),
-            speller=Speller(Counter(w for t in texts for w in words(t)), self.english_words, self.shorthand),
+            speller=Speller(
+                Counter(w for t in texts for w in words(t)) + self.question_words, self.english_words, self.shorthand
+            ),
         )
 
     @contextlib.contextmanager

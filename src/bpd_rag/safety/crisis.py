@@ -27,6 +27,7 @@ class CrisisPatterns:
         self.third = fragments["THIRD"]
         self.generic = fragments["GENERIC"]
         self.negation = fragments["NEGATION"]
+        self.negation_right_before = fragments.get("NEGATION_RIGHT_BEFORE")
 
     def match(self, spelling: Spelling, message: str) -> Rule | None:
         """The first pattern that matches a sentence of the message in its scope."""
@@ -51,6 +52,8 @@ class CrisisPatterns:
             return True
         before = " ".join(sentence[: found.start()].split()[-_NEGATION_WINDOW:])
         if self.negation.search(before):
+            return False
+        if self.negation_right_before is not None and self.negation_right_before.search(sentence[: found.start()]):
             return False
         if rule.scope == "third":
             return bool(self.third.search(sentence))

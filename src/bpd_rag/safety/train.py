@@ -270,16 +270,28 @@ def _choose_thresholds(dev: Sequence[Item], guard: SafetyGuard, progress: Callab
         any(r.regex.search(guard.spelling.normalise(i.text)) for r in guard.advice_rules) for i in single
     ]
     english = [n for n, i in enumerate(single) if i.lang == "en"]
-    # The multilingual space reads every language; its thresholds are chosen on all dev messages (the other
-    # languages alone are too few: one false alarm among them would be a rate of several percent).
-    every = list(range(len(single)))
+    # The multilingual space reads the other languages (and English whose language is unsure); its thresholds
+    # are chosen on the other languages' dev messages. Chosen on every dev message, they spent on Spanish the
+    # false-alarm room that English left unused, and Spanish read in the English space got none
+    # (en.crisis.es 1.0): on dev, Spanish crisis replies 88.0% at 3.2% false crisis against 90.4% at 1.1%.
+    others = [n for n, i in enumerate(single) if i.lang != "en"]
     caught_crisis = list(patterns)
-    for space, members in (("en", english), ("multi", every)):
+    # Harmless English follow-ups are read alone by the model ("so ppl need it forever?" after a question on
+    # long-term use), so they are look-alikes the English crisis threshold must keep quiet on too. They are left
+    # out of the concern and advice thresholds, whose conversations are judged with their earlier turns.
+    calm_turns = [i for i in dev if i.turns and i.risk == "none"]
+    for space, members in (("en", english), ("multi", others)):
         progress(f"choosing thresholds ({space}, {len(members)} dev messages)")
         scores = _unit_scores(guard, [single[n] for n in members], space)
         calm = [single[n].risk == "none" for n in members]
+        followups = [i for i in calm_turns if space == "en" and i.lang == "en"]
+        followup_scores = _unit_scores(guard, followups, space)["crisis"] if followups else np.zeros(0)
+        followup_caught = [guard.patterns.match(guard.spelling, i.text) is not None for i in followups]
         chosen[f"{space}.crisis"] = _lowest_threshold(
-            scores["crisis"], calm, [caught_crisis[n] for n in members], FALSE_CRISIS
+            np.concatenate([scores["crisis"], followup_scores]),
+            calm + [True] * len(followups),
+            [caught_crisis[n] for n in members] + followup_caught,
+            FALSE_CRISIS,
         )
         for k, n in enumerate(members):
             caught_crisis[n] = caught_crisis[n] or scores["crisis"][k] >= chosen[f"{space}.crisis"]
