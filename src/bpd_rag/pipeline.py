@@ -219,12 +219,11 @@ class Pipeline:
             return self.replies.support(decision)  # distress told, nothing asked: no search, no "could not find"
         else:
             question = self.question_for(message, history)
+            match = self._card_for(question)
             # Small talk gives way to a card that answers the message: "hey there, what is bpd" is a question,
             # and "rosenblat = who? is he a real doctor" only reads like "are you a real person".
-            smalltalk = self.replies.smalltalk(message, decision.smalltalk)
-            if smalltalk is not None and self._card_for(question) is not None:
-                smalltalk = None
-            answer = smalltalk or self._answer(question, decision)
+            smalltalk = self.replies.smalltalk(message, decision.smalltalk) if match is None else None
+            answer = smalltalk or self._answer(question, match)
         footer = decision.footer
         if self.guard is not None:
             review = self.guard.review(answer)
@@ -242,9 +241,8 @@ class Pipeline:
             return self.replies.with_footer(answer, decision.language)
         return answer
 
-    def _answer(self, question: Question, decision: SafetyDecision) -> Answer:
-        """A reviewed card when one matches, else the answerer's answer from the retrieved passages."""
-        match = self._card_for(question)
+    def _answer(self, question: Question, match: Match | None) -> Answer:
+        """The reviewed card that matched, else the answerer's answer from the retrieved passages."""
         if match is not None and self.settings.answer.backend != "llm":
             answer = self.card_matcher.answer(match)
         else:

@@ -279,12 +279,12 @@ def _choose_thresholds(dev: Sequence[Item], guard: SafetyGuard, progress: Callab
     # Harmless English follow-ups are read alone by the model ("so ppl need it forever?" after a question on
     # long-term use), so they are look-alikes the English crisis threshold must keep quiet on too. They are left
     # out of the concern and advice thresholds, whose conversations are judged with their earlier turns.
-    calm_turns = [i for i in dev if i.turns and i.risk == "none"]
+    calm_followups = [i for i in dev if i.turns and i.risk == "none" and i.lang == "en"]
     for space, members in (("en", english), ("multi", others)):
         progress(f"choosing thresholds ({space}, {len(members)} dev messages)")
         scores = _unit_scores(guard, [single[n] for n in members], space)
         calm = [single[n].risk == "none" for n in members]
-        followups = [i for i in calm_turns if space == "en" and i.lang == "en"]
+        followups = calm_followups if space == "en" else []
         followup_scores = _unit_scores(guard, followups, space)["crisis"] if followups else np.zeros(0)
         followup_caught = [guard.patterns.match(guard.spelling, i.text) is not None for i in followups]
         chosen[f"{space}.crisis"] = _lowest_threshold(
