@@ -27,6 +27,25 @@ def test_follow_up_borrows_the_previous_question() -> None:
     assert resolve_query("what dose was used for that?", []) == "what dose was used for that?"
 
 
+def test_follow_up_borrows_the_lead_of_the_answer_it_follows() -> None:
+    answered = [
+        Message(role="user", content="what is ketamine made of"),
+        Message(
+            role="assistant",
+            content="Here is what the sources say: It is a mixture of two forms, S-ketamine and R-ketamine [1].\n"
+            "- Another point [2].",
+        ),
+    ]
+    assert (
+        resolve_query("which one is stronger", answered)
+        == "what is ketamine made of It is a mixture of two forms, S-ketamine and R-ketamine. which one is stronger"
+    )
+    # A reply that quotes nothing (no answer, a crisis reply) lends nothing; nor does an answer before the last turn.
+    declined = [answered[0], Message(role="assistant", content="I could not find an answer to that. Call 988.")]
+    assert resolve_query("which one is stronger", declined) == "what is ketamine made of which one is stronger"
+    assert resolve_query("which one?", [*answered, Message(role="user", content="hm")]) == "hm which one?"
+
+
 def test_hybrid_retrieval_ranks_the_passage_with_both_signals(hash_pipeline) -> None:  # type: ignore[no-untyped-def]
     hash_pipeline.ingest()
     passages = hash_pipeline.retriever.retrieve("bladder problems incontinence urinating")

@@ -26,7 +26,7 @@ from bpd_rag.errors import (
 )
 from bpd_rag.index import embedding_text
 from bpd_rag.store import LiveStore, VectorStore
-from bpd_rag.textutil import one_edit, terms, words
+from bpd_rag.textutil import one_edit, split_sentences, terms, words
 from bpd_rag.types import Chunk, Message, Passage
 
 if TYPE_CHECKING:
@@ -82,8 +82,29 @@ _RETRY_FAILED_S = 30.0
 log = logging.getLogger(__name__)
 
 
+# A citation marker: the sentences of the bot's answers that carry one say something from the sources.
+_MARKER = re.compile(r"\s*\[\d+\]")
+# How much of the bot's last answer a follow-up borrows.
+_ANSWER_WORDS = 30
+# An answer's opening before its first quote or statement ("Here is what the sources say: ", "Note: ").
+_OPENING = re.compile(r"^[^:\[]{0,60}:\s+")
+
+
+def answer_lead(history: Sequence[Message]) -> str:
+    """The first sentence with a citation marker of the bot's last answer, without its markers ("" when the last
+    turn is not an answer of the bot's, or says nothing from the sources: a crisis reply, "could not find")."""
+    if not history or history[-1].role != "assistant":
+        return ""
+    for line in history[-1].content.splitlines():
+        for sentence in split_sentences(line.lstrip("-• ")):
+            if _MARKER.search(sentence):
+                return " ".join(_MARKER.sub("", _OPENING.sub("", sentence)).split()[:_ANSWER_WORDS])
+    return ""
+
+
 def resolve_query(question: str, history: Sequence[Message] = ()) -> str:
-    """A standalone query: a follow-up ("what dose was used for that?") borrows the previous user turn."""
+    """A standalone query: a follow-up ("what dose was used for that?") borrows the previous user turn and the
+    lead of the bot's answer to it ("which one is stronger" after "two forms, S-ketamine and R-ketamine")."""
     previous = [m.content for m in history if m.role == "user" and m.content.strip()]
     if not previous:
         # A first message that says "it" and names nothing the sources are about ("is it safe", "how long does
@@ -98,7 +119,7 @@ def resolve_query(question: str, history: Sequence[Message] = ()) -> str:
         or len(content) < 3
         or re.match(r"^\s*(and|what about|how about|also)\b", question, re.I)
     ):
-        return f"{previous[-1]} {question}"
+        return " ".join(p for p in (previous[-1], answer_lead(history), question) if p)
     return question
 
 
