@@ -445,3 +445,15 @@ def test_nothing_found_is_said_in_spanish_to_a_spanish_question() -> None:
     assert spanish.kind == "no_answer" and spanish.language == "es"
     assert spanish.answer.startswith("No encontré") and "inglés" in spanish.answer
     assert replies.in_language(nothing, "fr") == nothing and replies.in_language(nothing, "en") == nothing
+
+
+@pytest.mark.real_model
+def test_a_question_in_spanish_gets_a_card_in_english_with_a_note_in_spanish(safe_pipeline: Pipeline) -> None:
+    # Sure of Spanish, and only leaning to it (a short message the identifier is not sure of).
+    for message, card in (("cuanto tiempo duran los efectos de la ketamina?", "how-long-effects-last"),
+                          ("la ketamina es segura?", "is-ketamine-safe")):  # fmt: skip
+        decision = safe_pipeline.assess(message)
+        assert "es" in (decision.language, decision.leaning) and decision.action == "answer"
+        answer = safe_pipeline.reply(message, [], decision)
+        assert answer.answerer == f"card:{card}" and answer.statements[0].text.startswith("Las fuentes")
+    assert safe_pipeline.assess("is it safe").leaning == ""

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import threading
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from bpd_rag.answering import Answerer
-from bpd_rag.answering.cards import CardMatcher, Match, MatcherModel
+from bpd_rag.answering.cards import CardMatcher, CrossLingualMatcher, CrossLingualModel, Match, MatcherModel
 from bpd_rag.answering.extractive import AnswerabilityModel, ExtractiveAnswerer, Outcomes
 from bpd_rag.cards import Card, CardSet, load_cards
 from bpd_rag.corpus import load_corpus, load_errata
@@ -21,6 +22,7 @@ from bpd_rag.fitted import packaged
 from bpd_rag.index import DocumentScanner, IngestReport, ProgressCallback, ingest
 from bpd_rag.replies import Replies, renumbered
 from bpd_rag.retrieval import Retriever, load_shorthand, resolve_query
+from bpd_rag.safety.risk import shared_multilingual
 from bpd_rag.settings import Settings
 from bpd_rag.store import VectorStore, open_store, release_embedded
 from bpd_rag.support import CheckedSupport, Contradictions, EmbeddingLexicalSupport
@@ -130,6 +132,14 @@ class Pipeline:
         return CardMatcher(self.card_set.servable(), self.documents, self.embedder, self.card_model, cache_dir=cache)
 
     @cached_property
+    def cross_lingual_matcher(self) -> CrossLingualMatcher:
+        """Finds the reviewed card for a question asked in another language (multilingual-e5, shared with the
+        safety layer)."""
+        cache = Path(self.settings.store.path).parent / "cache"
+        model = _shipped(CrossLingualModel.load)
+        return CrossLingualMatcher(self.card_set.servable(), self.documents, shared_multilingual(), model, cache)
+
+    @cached_property
     def extractive(self) -> ExtractiveAnswerer:
         return ExtractiveAnswerer(
             self.embedder,
@@ -211,6 +221,7 @@ class Pipeline:
         """The reply to a message the safety layer has decided about (the API decides before it queues)."""
         if decision.action == "crisis":
             return self.replies.crisis(decision)
+        foreign = ""  # the language of a question that got an English card (read by multilingual-e5)
         if decision.action == "refuse" and decision.category == "injection":
             answer = self.replies.injection()
         elif decision.action == "refuse":
@@ -220,6 +231,12 @@ class Pipeline:
         else:
             question = self.question_for(message, history)
             match = self._card_for(question)
+            # A question in another language (or leaning to one): the English card closest to it, read by
+            # multilingual-e5.
+            language = decision.language if decision.language != "en" else decision.leaning
+            if match is None and language and not decision.smalltalk:
+                match = self.cross_lingual_matcher.match(message)
+                foreign = language if match is not None else ""
             # Small talk gives way to a card that answers the message: "hey there, what is bpd" is a question,
             # and "rosenblat = who? is he a real doctor" only reads like "are you a real person".
             smalltalk = self.replies.smalltalk(message, decision.smalltalk) if match is None else None
@@ -235,6 +252,8 @@ class Pipeline:
             footer = footer or review.footer
         if answer.kind == "no_answer":
             answer = self.replies.in_language(answer, decision.language)
+        elif foreign and answer.kind == "answer":
+            answer = self.replies.in_english(answer, foreign)
         if decision.risk == "concern":
             return self.replies.with_concern(answer, decision)
         if footer and answer.kind == "answer":
@@ -306,6 +325,16 @@ class Pipeline:
             self.guard.warm_up()  # needs no index: a crisis reply never waits for one
         self._follow_index()
         self.card_matcher.prepare()
+        if self.guard is not None:  # questions in other languages come through the safety layer's language check
+            # A few seconds the first time (cached on disk after): in the background, so the server is ready
+            # for English at once; a question in another language asked meanwhile waits for it.
+            threading.Thread(target=self._prepare_cross_lingual, name="cards-multilingual", daemon=True).start()
+
+    def _prepare_cross_lingual(self) -> None:
+        try:
+            self.cross_lingual_matcher.prepare()
+        except Exception:  # a background warm-up must not die silently; the first question tries again
+            log.exception("reading the answer cards with the multilingual model failed")
 
     def query_for(self, message: str, history: Sequence[Message] = ()) -> str:
         """The standalone, spelling-corrected query retrieval embeds for a message."""
@@ -354,7 +383,7 @@ class Pipeline:
 
     def _forget_loaded(self, retriever: bool = True) -> None:
         """Drop what was loaded from the old index and corpus: the next question loads them anew."""
-        for loaded in ("documents", "card_set", "card_matcher", "findings", "extractive"):
+        for loaded in ("documents", "card_set", "card_matcher", "cross_lingual_matcher", "findings", "extractive"):
             self.__dict__.pop(loaded, None)
         old = self.__dict__.pop("retriever", None) if retriever else None
         if old is not None:

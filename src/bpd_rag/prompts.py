@@ -117,6 +117,11 @@ class CrisisLanguage(_Checked):
         description="For a language other than English: said when nothing was found (the sources are in "
         "English, so a question in this language often finds nothing); empty uses prompts/no_answer.txt.",
     )
+    english_answer: str = Field(
+        default="",
+        description="For a language other than English: said before an answer in English (a reviewed card "
+        "found for a question in this language); empty says nothing before it.",
+    )
     resources: list[CheckedResource] = Field(min_length=1)
     poison: list[CheckedResource] = Field(min_length=1, description="Shown first for an overdose or poisoning.")
 

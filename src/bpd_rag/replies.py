@@ -153,6 +153,15 @@ class Replies:
             return answer
         return answer.model_copy(update={"statements": [Statement(kind="info", text=text)], "language": language})
 
+    def in_english(self, answer: Answer, language: str) -> Answer:
+        """An answer in English to a question in another language, with a note in that language that says so
+        (when the locale's file has one)."""
+        texts = self.crisis_texts.languages.get(language)
+        if texts is None or not texts.english_answer:
+            return answer
+        note = Statement(kind="info", text=texts.english_answer)
+        return answer.model_copy(update={"statements": [note, *answer.statements]})
+
     def with_concern(self, answer: Answer, decision: SafetyDecision) -> Answer:
         """The reply with a short, warm check-in and the resources first (a message with a risk signal).
 

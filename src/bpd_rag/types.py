@@ -237,6 +237,11 @@ class SafetyDecision(BaseModel):
     )
     reason: str = Field(default="", description="What decided it (a pattern id, a model probability), for logs.")
     language: str = Field(default="en", description="Language of the message (ISO 639-1), for the reply's own words.")
+    leaning: str = Field(
+        default="",
+        description="A language other than English the message may be in when it is read as English because the "
+        "identifier is not sure enough (short messages): a question in it may still get a card (ISO 639-1).",
+    )
     general_question: str | None = Field(
         default=None, description="Advice refusals: a general question whose cited answer may be added."
     )

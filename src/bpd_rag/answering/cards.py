@@ -16,12 +16,13 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from bpd_rag.cards import Card, card_citations
 from bpd_rag.embeddings import Embedder
+from bpd_rag.errors import ConfigurationError
 from bpd_rag.fitted import packaged, read_logistic
 from bpd_rag.textutil import terms
 from bpd_rag.types import Answer, AnswerKind, Document, Question
@@ -248,3 +249,151 @@ class CardMatcher:
         statements, citations = card_citations(match.card, self.documents)
         kind: AnswerKind = "no_answer" if match.card.kind == "no_answer" else "answer"
         return Answer(kind=kind, statements=statements, citations=citations, answerer=f"card:{match.card.id}")
+
+
+# --- questions in other languages ---------------------------------------------------------------------------
+
+
+def default_cross_lingual_file() -> Path:
+    return packaged("answering", "cross_lingual.json")
+
+
+class TextEncoder(Protocol):
+    """What the cross-lingual match reads texts with (multilingual-e5-small; a double in unit tests)."""
+
+    name: str
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class CrossLingualModel:
+    """Whether the card closest to a question in another language (read by a multilingual model) answers it: a
+    logistic regression over the closest card's cosine and its lead over the next card, served above the
+    threshold (both fitted on dev, `python -m bpd_rag.answering.fit`)."""
+
+    cosine: float
+    lead: float
+    bias: float
+    threshold: float
+    meta: dict[str, Any]
+
+    def probability(self, cosine: float, lead: float) -> float:
+        return 1.0 / (1.0 + math.exp(-(self.cosine * cosine + self.lead * lead + self.bias)))
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> CrossLingualModel:
+        path = Path(path) if path else default_cross_lingual_file()
+        try:
+            data = json.loads(path.read_text("utf-8"))
+            weights = data["weights"]
+            return cls(
+                cosine=float(weights["cosine"]),
+                lead=float(weights["lead"]),
+                bias=float(data["bias"]),
+                threshold=float(data["threshold"]),
+                meta=data.get("meta", {}),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigurationError(
+                f"The cross-lingual card match {path} cannot be read ({exc}). Refit it with: "
+                "python -m bpd_rag.answering.fit"
+            ) from exc
+
+    def save(self, path: Path) -> None:
+        data = {
+            "weights": {"cosine": self.cosine, "lead": self.lead},
+            "bias": self.bias,
+            "threshold": self.threshold,
+            "meta": self.meta,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2) + "\n", "utf-8")
+
+
+class CrossLingualMatcher:
+    """Finds the English card that answers a question asked in another language: multilingual-e5 reads the
+    question and the cards' questions and phrasings (their vectors computed once, cached on disk)."""
+
+    def __init__(
+        self,
+        cards: Sequence[Card],
+        documents: Mapping[str, Document],
+        encoder: TextEncoder,
+        model: CrossLingualModel | None,
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.cards = list(cards)
+        self.documents = documents
+        self.encoder = encoder
+        self.model = model
+        self.cache_dir = cache_dir
+        self._owner = [n for n, card in enumerate(self.cards) for _ in card.texts]
+        self._texts = [text for card in self.cards for text in card.texts]
+        self._vectors: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def prepare(self) -> None:
+        """Read the cards' questions and phrasings now (a few seconds the first time; cached after)."""
+        self._card_vectors()
+
+    def _card_vectors(self) -> np.ndarray:
+        with self._lock:
+            if self._vectors is None:
+                key = hashlib.sha256("\n".join([self.encoder.name, *self._texts]).encode()).hexdigest()[:20]
+                path = self.cache_dir / f"cards-multilingual-{key}.npy" if self.cache_dir is not None else None
+                self._vectors = _load_vectors(path, len(self._texts))
+                if self._vectors is None:
+                    self._vectors = np.asarray(self.encoder.encode(self._texts), dtype=np.float32)
+                    _save_vectors(path, self._vectors)
+            return self._vectors
+
+    def closest(self, text: str) -> np.ndarray:
+        """For each card, the cosine of its closest question or phrasing to the text."""
+        best = np.full(len(self.cards), -1.0, dtype=np.float32)
+        if not self._texts:
+            return best
+        similarity = self._card_vectors() @ np.asarray(self.encoder.encode([text])[0], dtype=np.float32)
+        np.maximum.at(best, self._owner, similarity)
+        return best
+
+    def features(self, text: str) -> tuple[int, float, float] | None:
+        """The closest card (its index), its cosine and its lead over the next card; None without cards."""
+        if len(self.cards) < 2:
+            return None
+        closest = self.closest(text)
+        order = np.argsort(-closest, kind="stable")
+        return int(order[0]), float(closest[order[0]]), float(closest[order[0]] - closest[order[1]])
+
+    def match(self, text: str) -> Match | None:
+        """The card to serve for the question, or None (no fitted model, or no card leads clearly enough)."""
+        if self.model is None:
+            return None
+        found = self.features(text)
+        if found is None:
+            return None
+        index, cosine, lead = found
+        probability = self.model.probability(cosine, lead)
+        if probability < self.model.threshold:
+            return None
+        return Match(self.cards[index], {"cross_lingual": cosine, "lead": lead}, probability)
+
+
+def _load_vectors(path: Path | None, rows: int) -> np.ndarray | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        vectors = np.load(path)
+    except (OSError, ValueError):
+        return None  # a damaged cache is computed again
+    return np.asarray(vectors, dtype=np.float32) if vectors.shape[0] == rows else None
+
+
+def _save_vectors(path: Path | None, vectors: np.ndarray) -> None:
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, vectors)
+    except OSError:
+        pass  # a cache is a cache: a read-only folder only costs the next start the time to compute it again

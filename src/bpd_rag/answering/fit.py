@@ -3,6 +3,9 @@
 - The card matcher (data/answering/card_matcher.json): is the best card for a question the right one?
   A card is right for a dev item when its text has every phrase the item requires, it cites one of the
   item's documents, and its kind (answer, or "not in the sources") is the one the item expects.
+- The cross-lingual card match (data/answering/cross_lingual.json): how far the closest card must lead the
+  next one for a question in another language to get it, on the dev items of data/answering/cross_lingual.yaml
+  (the test items are only measured).
 
 The test split is never read. Needs scikit-learn (the `train` extra) and an index (it ingests the corpus into a
 temporary folder).
@@ -19,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bpd_rag.answering.cards import FEATURES, MatcherModel
+from bpd_rag.answering.cards import FEATURES, CrossLingualMatcher, CrossLingualModel, MatcherModel
 from bpd_rag.answering.extractive import ANSWERABILITY_FEATURES, AnswerabilityModel
 from bpd_rag.cards import Card
 from bpd_rag.embeddings import SentenceTransformerEmbedder
@@ -36,6 +39,9 @@ CARD_RIGHT = 0.7
 # Folds of dev questions for the out-of-fold probabilities the card threshold is chosen on.
 FOLDS = 5
 FOLD_SEED = 20261202
+# How often a card served for a question in another language must be right on dev: a wrong card in English is
+# harder to notice for someone reading in another language than "nothing found, please ask in English".
+CROSS_LINGUAL_RIGHT = 0.95
 # The share of unanswerable dev questions the extractive answerer must decline (see fit_answerability).
 UNANSWERABLE_DECLINED = 0.5
 
@@ -222,9 +228,76 @@ def fit_answerability(pipeline: Pipeline, dev: Sequence[GoldItem]) -> Answerabil
     )
 
 
+def load_cross_lingual(path: Path) -> list[dict[str, Any]]:
+    """The labelled questions in other languages (data/answering/cross_lingual.yaml)."""
+    import yaml
+
+    items = yaml.safe_load(path.read_text("utf-8"))["items"]
+    return [dict(item, cards=list(item["cards"])) for item in items]
+
+
+def cross_lingual_rows(matcher: CrossLingualMatcher, items: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per question: the closest card's cosine and lead over the next one; whether that card answers it."""
+    rows, right = [], []
+    for item in items:
+        found = matcher.features(item["text"])
+        if found is not None:
+            rows.append([found[1], found[2]])
+            right.append(matcher.cards[found[0]].id in item["cards"])
+    return np.array(rows, dtype=float).reshape(-1, 2), np.array(right, dtype=bool)
+
+
+def cross_lingual_figures(
+    model: CrossLingualModel, x: np.ndarray, right: np.ndarray, answerable: int
+) -> dict[str, Any]:
+    served = np.array([model.probability(c, lead) >= model.threshold for c, lead in x], dtype=bool)
+    return {
+        "questions": len(right),
+        "answerable": answerable,
+        "served": int(served.sum()),
+        "right": int(right[served].sum()),
+        "precision": float(right[served].mean()) if served.any() else None,
+        "answerable_served_right": float(right[served].sum() / answerable) if answerable else None,
+    }
+
+
+def fit_cross_lingual(matcher: CrossLingualMatcher, items: Sequence[dict[str, Any]]) -> CrossLingualModel:
+    """A logistic regression on dev; its threshold the lowest probability at which the cards served to dev
+    questions are right CROSS_LINGUAL_RIGHT of the time."""
+    from sklearn.linear_model import LogisticRegression
+
+    dev = [i for i in items if i["split"] == "dev"]
+    test = [i for i in items if i["split"] == "test"]
+    x, right = cross_lingual_rows(matcher, dev)
+    curve = LogisticRegression(C=1e4).fit(x, right)
+    model = CrossLingualModel(
+        cosine=float(curve.coef_[0][0]),
+        lead=float(curve.coef_[0][1]),
+        bias=float(curve.intercept_[0]),
+        threshold=1.0,
+        meta={},
+    )
+    probability = np.array([model.probability(c, lead) for c, lead in x])
+    threshold = 1.0
+    for value in sorted(set(probability.tolist()), reverse=True):
+        if right[probability >= value].mean() >= CROSS_LINGUAL_RIGHT:
+            threshold = value
+    model = CrossLingualModel(model.cosine, model.lead, model.bias, float(threshold), {})
+    x_test, right_test = cross_lingual_rows(matcher, test)
+    meta: dict[str, Any] = {
+        "fitted_on": "dev items of data/answering/cross_lingual.yaml",
+        "fitted": dt.date.today().isoformat(),
+        "encoder": matcher.encoder.name,
+        "dev": cross_lingual_figures(model, x, right, sum(1 for i in dev if i["cards"])),
+        "test": cross_lingual_figures(model, x_test, right_test, sum(1 for i in test if i["cards"])),
+    }
+    return CrossLingualModel(model.cosine, model.lead, model.bias, model.threshold, meta)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=Path("src/bpd_rag/data/answering"))
+    parser.add_argument("--cross-lingual", type=Path, default=Path("data/answering/cross_lingual.yaml"))
     args = parser.parse_args(argv)
     dev = load_items(list(DEFAULT_GOLD), split="dev")
     with tempfile.TemporaryDirectory() as tmp:
@@ -235,10 +308,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         pipeline.__dict__["answerability_model"] = None  # the features, not the shipped model's scores
         pipeline.__dict__.pop("extractive", None)
         answerability = fit_answerability(pipeline, dev)
+        cross_lingual = fit_cross_lingual(pipeline.cross_lingual_matcher, load_cross_lingual(args.cross_lingual))
     matcher.save(args.out / "card_matcher.json")
     answerability.save(args.out / "answerability.json")
+    cross_lingual.save(args.out / "cross_lingual.json")
     print(f"card matcher: threshold {matcher.threshold:.3f}; dev: {matcher.meta}")
     print(f"answerability: threshold {answerability.answer_threshold:.3f}; dev: {answerability.meta}")
+    print(f"cross-lingual: threshold {cross_lingual.threshold:.3f}; {cross_lingual.meta}")
 
 
 if __name__ == "__main__":

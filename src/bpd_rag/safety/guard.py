@@ -202,7 +202,10 @@ class SafetyGuard:
                     "general_question": self.general_questions.get(topic),
                 }
             )
-        return base.model_copy(update={"risk": risk, "footer": footer, "smalltalk": reading.smalltalk >= 0.5})
+        leaning = self.language.leaning(message) if language == "en" else ""
+        return base.model_copy(
+            update={"risk": risk, "footer": footer, "smalltalk": reading.smalltalk >= 0.5, "leaning": leaning}
+        )
 
     def _crisis(self, message: str, normalised: str, reading: Reading, language: str) -> SafetyDecision | None:
         """A crisis decision when a reviewed pattern or the model finds current risk in the message."""

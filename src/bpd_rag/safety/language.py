@@ -63,6 +63,11 @@ class Language:
         code, probability = self.guess(text)
         return (code != "en" and probability >= _LEANS) or bool(_FOREIGN_LETTER.search(text))
 
+    def leaning(self, text: str) -> str:
+        """The other language a message read as English leans to (at least _LEANS sure), or ""."""
+        code, probability = self.guess(text)
+        return code if code != "en" and _LEANS <= probability < _SURE else ""
+
     def prepare(self) -> None:
         """Load the identifier's model now (about half a second) rather than on the first message."""
         _identifier()

