@@ -457,3 +457,23 @@ def test_a_question_in_spanish_gets_a_card_in_english_with_a_note_in_spanish(saf
         answer = safe_pipeline.reply(message, [], decision)
         assert answer.answerer == f"card:{card}" and answer.statements[0].text.startswith("Las fuentes")
     assert safe_pipeline.assess("is it safe").leaning == ""
+
+
+def test_a_short_greeting_with_a_risk_signal_gets_the_resources_without_distress_read_into_it() -> None:
+    replies = Replies(PROMPTS, "US")
+    flagged = SafetyDecision(risk="concern", smalltalk=True)
+    hello = replies.greeting_check_in("ok thanks. bye", flagged)
+    assert hello is not None and hello.kind == "smalltalk" and hello.risk == "concern"
+    assert hello.answer.startswith("Thanks for writing") and "988" in " ".join(r.text for r in hello.resources)
+    spanish = replies.greeting_check_in("muchas gracias, adios", flagged.model_copy(update={"language": "es"}))
+    assert spanish is not None and spanish.answer.startswith("Gracias por escribir")
+    # A longer goodbye may be a farewell, and a message that is not small talk may be distress: the distress reply.
+    assert replies.greeting_check_in("dear whoever reads these logs, i tried. bye", flagged) is None
+    assert replies.greeting_check_in("bye", SafetyDecision(risk="concern")) is None
+
+
+@pytest.mark.real_model
+def test_good_morning_is_not_answered_as_distress(safe_pipeline: Pipeline) -> None:
+    for message in ("good morning", "bye", "ok thanks. bye"):
+        answer = safe_pipeline.ask(message)
+        assert answer.kind == "smalltalk" and "sounds really hard" not in answer.answer

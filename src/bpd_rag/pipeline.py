@@ -227,7 +227,9 @@ class Pipeline:
         elif decision.action == "refuse":
             answer = self.with_evidence(self.replies.advice_refusal(self._general_information(message, decision)))
         elif decision.risk == "concern" and not looks_like_question(message):
-            return self.replies.support(decision)  # distress told, nothing asked: no search, no "could not find"
+            # Distress told, nothing asked: no search, no "could not find"; a short greeting or goodbye gets the
+            # resources without having distress read into it.
+            return self.replies.greeting_check_in(message, decision) or self.replies.support(decision)
         else:
             question = self.question_for(message, history)
             match = self._card_for(question)

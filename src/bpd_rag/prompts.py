@@ -109,6 +109,11 @@ class CrisisLanguage(_Checked):
     overdose_message: str = Field(description="Crisis reply for an overdose or poisoning, before the resources.")
     lethal_means: str = Field(description="Said when a message asks for lethal amounts, combinations or means.")
     check_in: str = Field(description="Short, warm check-in before an ordinary reply to a message with a risk signal.")
+    greeting_check_in: str = Field(
+        default="",
+        description="Reply to a greeting, thanks or goodbye that still carries a risk signal: says what the bot is "
+        "for and offers the resources, without reading distress into it; empty uses `distress`.",
+    )
     distress: str = Field(description="Reply to distress without stated risk: validates, suggests the clinician.")
     footer: str = Field(description="One line under answers on risk topics (the resources' links go with it).")
     support_heading: str = Field(description="Heading of the resources shown beside an answer.")

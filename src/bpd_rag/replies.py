@@ -15,6 +15,11 @@ from bpd_rag.types import Answer, Resource, SafetyDecision, Statement
 # and neither does any reply to a crisis.
 # Small talk is short: a longer message has a question in it, even if it starts with "hi".
 _SMALLTALK_WORDS = 8
+# A greeting, thanks or goodbye that carries a risk signal gets the greeting check-in only when this short
+# ("good morning", "ok thanks. bye"); a longer one gets the distress reply. On the risk data set's dev split,
+# the crisis messages read as small talk without the crisis reply are farewells of 7 words and more ("dear
+# whoever reads these logs, i tried. bye"), and the greetings and goodbyes without risk mostly 1 to 5 words.
+_GREETING_WORDS = 5
 DOSE = re.compile(r"\d[\d.,]*\s*(?:mg|milligrams?|mcg|micrograms?|µg|ml|millilit(?:er|re)s?|g)\b(?:\s*/\s*kg)?", re.I)
 
 
@@ -178,6 +183,26 @@ class Replies:
         statements = [*self._language_note(decision.language), check_in, *answer.statements]
         return answer.model_copy(
             update={"statements": statements, "resources": list(texts.resources), "risk": "concern"}
+        )
+
+    def greeting_check_in(self, message: str, decision: SafetyDecision) -> Answer | None:
+        """For a short greeting, thanks or goodbye with a risk signal ("good morning", "ok thanks. bye"): what the
+        bot is for and the resources, without the distress reply's "that sounds really hard". None for anything
+        else (longer small talk, where a farewell may be meant, gets the distress reply)."""
+        texts = self.texts(decision.language)
+        plain = re.sub(r"[^\w\s']", " ", message.lower()).split()
+        if not decision.smalltalk or not texts.greeting_check_in or not 0 < len(plain) <= _GREETING_WORDS:
+            return None
+        return Answer(
+            kind="smalltalk",
+            statements=[
+                *self._language_note(decision.language),
+                Statement(kind="safety", text=texts.greeting_check_in, resources=True),
+            ],
+            resources=list(texts.resources),
+            risk="concern",
+            answerer=self.name,
+            language=self._reply_language(decision.language),
         )
 
     def support(self, decision: SafetyDecision) -> Answer:
