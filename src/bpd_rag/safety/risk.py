@@ -34,6 +34,8 @@ HEADS: dict[str, tuple[str, ...]] = {
     "kind": ("other", "overdose", "method"),
 }
 MODEL_NAME = "risk_model"
+# The multilingual crisis threshold of the languages without one of their own in the English space.
+OTHER_LANGUAGES = "multi.crisis.other"
 # Words, word pairs and letter sequences of the text, hashed into this many buckets: they carry what a sentence
 # embedding blurs ("kill", "lethal", "too many", "k1ll" folded, a dose for "me").
 LEXICAL_BUCKETS = 1 << 17
@@ -288,7 +290,7 @@ class RiskReader:
             risk = self.model.head(space, "risk").proba(features)
             crisis_only = space == "en" and language != "en"  # another language read in the English space
             # Each space against its own threshold (and another language in the English space against its own).
-            crisis = risk[:, 2] / (self.model.thresholds[own] if crisis_only else self.model.threshold(space, "crisis"))
+            crisis = risk[:, 2] / self.crisis_threshold(space, language)
             if not crisis_only:
                 concern = (risk[:, 1] + risk[:, 2]) / self.model.threshold(space, "concern")
                 intent = self.model.head(space, "intent").proba(features.rows(slice(0, 1)))[0]  # the whole message's
@@ -304,9 +306,22 @@ class RiskReader:
         reading.crisis = best_crisis
         return reading
 
+    def crisis_threshold(self, space: str, language: str) -> float:
+        """The crisis threshold a message in this language meets in this space: a language with a threshold of
+        its own in the English space ("en.crisis.es") meets it there; in the multilingual space, a language with
+        no such threshold meets "multi.crisis.other" (chosen with look-alikes of every language pooled, since
+        each of these languages has only a few dozen on dev), English and Spanish "multi.crisis"."""
+        thresholds = self.model.thresholds
+        own = f"en.crisis.{language}"
+        if space == "en" and language != "en":
+            return thresholds[own]
+        if space == "multi" and language != "en" and own not in thresholds and OTHER_LANGUAGES in thresholds:
+            return thresholds[OTHER_LANGUAGES]
+        return self.model.threshold(space, "crisis")
+
     def window(self, turns: Sequence[str], language: str) -> float:
         """The crisis score of the last turns read together (risk that builds up over a conversation)."""
         text = " \n".join(turns)
         space = "en" if language == "en" else "multi"
         risk = self.model.head(space, "risk").proba(self.features(space, [text]))
-        return float(risk[0, 2] / self.model.threshold(space, "crisis"))
+        return float(risk[0, 2] / self.crisis_threshold(space, language))

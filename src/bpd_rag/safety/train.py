@@ -24,7 +24,7 @@ import numpy as np
 
 from bpd_rag.embeddings import SentenceTransformerEmbedder
 from bpd_rag.safety.guard import WINDOW_TURNS, SafetyGuard
-from bpd_rag.safety.risk import HEADS, LEXICAL_BUCKETS, SPACES, Features, Head, RiskModel
+from bpd_rag.safety.risk import HEADS, LEXICAL_BUCKETS, OTHER_LANGUAGES, SPACES, Features, Head, RiskModel
 from bpd_rag.settings import Settings
 from bpd_rag.types import Message, SafetyDecision
 
@@ -306,6 +306,20 @@ def _choose_thresholds(dev: Sequence[Item], guard: SafetyGuard, progress: Callab
             _highest_threshold(scores["advice"], advice, by_patterns, ADVICE_RECALL),
             _lowest_threshold(scores["advice"], general, by_patterns, FALSE_ADVICE),
         )
+    # The other languages (neither English nor read in the English space) have a few dozen look-alikes each on
+    # dev: a false-crisis rate of 1.5% cannot be read off them (one message, a Vietnamese "traffic so bad i could
+    # die", held "multi.crisis" at 0.98). The multilingual space reads every language alike, so their threshold
+    # counts the English look-alikes read in that space too; English and Spanish keep "multi.crisis".
+    members = [n for n, i in enumerate(single) if i.lang not in ("en", *ENGLISH_SPACE_TOO)]
+    pooled = [single[n] for n in english if single[n].risk == "none"]
+    progress(f"choosing thresholds (multi for other languages, {len(members)} + {len(pooled)} dev messages)")
+    scores = _unit_scores(guard, [single[n] for n in members], "multi")
+    chosen[OTHER_LANGUAGES] = _lowest_threshold(
+        np.concatenate([scores["crisis"], _unit_scores(guard, pooled, "multi")["crisis"]]),
+        [single[n].risk == "none" for n in members] + [True] * len(pooled),
+        [patterns[n] for n in members] + [patterns[n] for n in english if single[n].risk == "none"],
+        FALSE_CRISIS,
+    )
     # Languages read in the English space as well (crisis only), each with its own threshold chosen on its dev
     # messages for the same false-crisis rate, on top of what the patterns and the multilingual space catch.
     for language in ENGLISH_SPACE_TOO:
