@@ -51,7 +51,7 @@ def _card(card_id: str, question: str) -> Card:
 def _matcher(tmp_path: Path, encoder: WordEncoder, threshold: float = 0.5) -> CrossLingualMatcher:
     cards = [_card("dose", "what dose"), _card("effect", "how long does the effect last"), _card("bladder", "bladder")]
     model = CrossLingualModel(cosine=10.0, lead=10.0, bias=-8.0, threshold=threshold, meta={})
-    return CrossLingualMatcher(cards, {}, encoder, model, cache_dir=tmp_path)
+    return CrossLingualMatcher(cards, encoder, model, cache_dir=tmp_path)
 
 
 def test_the_closest_card_is_served_when_the_model_is_sure_and_not_otherwise(tmp_path: Path) -> None:

@@ -137,7 +137,7 @@ class Pipeline:
         safety layer)."""
         cache = Path(self.settings.store.path).parent / "cache"
         model = _shipped(CrossLingualModel.load)
-        return CrossLingualMatcher(self.card_set.servable(), self.documents, shared_multilingual(), model, cache)
+        return CrossLingualMatcher(self.card_set.servable(), shared_multilingual(), model, cache)
 
     @cached_property
     def extractive(self) -> ExtractiveAnswerer:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bpd_rag.errors import ConfigurationError
 from bpd_rag.prompts import CrisisLanguage, CrisisTexts, load_crisis_texts, load_prompt, load_yaml
-from bpd_rag.types import Answer, Resource, SafetyDecision, Statement
+from bpd_rag.types import Answer, AnswerKind, Resource, SafetyDecision, Statement
 
 # An amount of a drug ("0.5 mg/kg", "40 mg", "2 ml"): a refusal of personal advice never carries one,
 # and neither does any reply to a crisis.
@@ -193,28 +193,18 @@ class Replies:
         plain = re.sub(r"[^\w\s']", " ", message.lower()).split()
         if not decision.smalltalk or not texts.greeting_check_in or not 0 < len(plain) <= _GREETING_WORDS:
             return None
-        return Answer(
-            kind="smalltalk",
-            statements=[
-                *self._language_note(decision.language),
-                Statement(kind="safety", text=texts.greeting_check_in, resources=True),
-            ],
-            resources=list(texts.resources),
-            risk="concern",
-            answerer=self.name,
-            language=self._reply_language(decision.language),
-        )
+        return self._resources_reply("smalltalk", texts.greeting_check_in, decision)
 
     def support(self, decision: SafetyDecision) -> Answer:
         """The warm reply to distress with nothing to answer: validates, points to the clinician, the resources."""
-        texts = self.texts(decision.language)
+        return self._resources_reply("support", self.texts(decision.language).distress, decision)
+
+    def _resources_reply(self, kind: AnswerKind, text: str, decision: SafetyDecision) -> Answer:
+        """A reply of the bot's own words followed by the resources (the concern tier)."""
         return Answer(
-            kind="support",
-            statements=[
-                *self._language_note(decision.language),
-                Statement(kind="safety", text=texts.distress, resources=True),
-            ],
-            resources=list(texts.resources),
+            kind=kind,
+            statements=[*self._language_note(decision.language), Statement(kind="safety", text=text, resources=True)],
+            resources=list(self.texts(decision.language).resources),
             risk="concern",
             answerer=self.name,
             language=self._reply_language(decision.language),

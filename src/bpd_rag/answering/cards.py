@@ -13,7 +13,7 @@ import json
 import math
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -101,6 +101,21 @@ class MatcherModel:
         path.write_text(json.dumps({**data, "meta": self.meta}, indent=2) + "\n", "utf-8")
 
 
+class OnceVectors:
+    """Vectors computed on first use, once, under a lock (requests run in parallel threads)."""
+
+    def __init__(self, compute: Callable[[], np.ndarray]) -> None:
+        self._compute = compute
+        self._value: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> np.ndarray:
+        with self._lock:
+            if self._value is None:
+                self._value = self._compute()
+            return self._value
+
+
 class CardMatcher:
     """Finds the card that answers a question, if one does; card vectors are computed once (and cached on disk)."""
 
@@ -124,8 +139,9 @@ class CardMatcher:
         documents_with = Counter(t for bag in self._card_terms for t in bag)
         self._idf = {t: math.log(1 + len(self.cards) / n) for t, n in documents_with.items()}
         self._idf_unknown = math.log(1 + len(self.cards))
-        self._vectors: np.ndarray | None = None
-        self._lock = threading.Lock()
+        self._vectors = OnceVectors(
+            lambda: self._cached() if self._texts else np.zeros((0, self.embedder.dimension), np.float32)
+        )
 
     # --- vectors ------------------------------------------------------------------------------------
 
@@ -134,29 +150,17 @@ class CardMatcher:
         self._card_vectors()
 
     def _card_vectors(self) -> np.ndarray:
-        with self._lock:
-            if self._vectors is None:
-                self._vectors = self._cached() if self._texts else np.zeros((0, self.embedder.dimension), np.float32)
-            return self._vectors
+        return self._vectors.get()
 
     def _cached(self) -> np.ndarray:
-        key = hashlib.sha256("\n".join([self.embedder.name, *self._texts]).encode()).hexdigest()[:20]
-        path = self.cache_dir / f"cards-{key}.npy" if self.cache_dir is not None else None
-        if path is not None and path.is_file():
-            try:
-                vectors = np.load(path)
-                if vectors.shape == (len(self._texts), self.embedder.dimension):
-                    return np.asarray(vectors, dtype=np.float32)
-            except (OSError, ValueError):
-                pass  # a damaged cache is computed again
-        vectors = np.asarray(self.embedder.embed_documents(self._texts), dtype=np.float32)
-        if path is not None:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                np.save(path, vectors)
-            except OSError:
-                pass  # a cache is a cache: a read-only folder only costs the next start a second
-        return vectors
+        return _cached_vectors(
+            self.cache_dir,
+            "cards",
+            self.embedder.name,
+            self._texts,
+            self.embedder.dimension,
+            self.embedder.embed_documents,
+        )
 
     # --- matching -----------------------------------------------------------------------------------
 
@@ -318,35 +322,28 @@ class CrossLingualMatcher:
     def __init__(
         self,
         cards: Sequence[Card],
-        documents: Mapping[str, Document],
         encoder: TextEncoder,
         model: CrossLingualModel | None,
         cache_dir: Path | None = None,
     ) -> None:
         self.cards = list(cards)
-        self.documents = documents
         self.encoder = encoder
         self.model = model
         self.cache_dir = cache_dir
         self._owner = [n for n, card in enumerate(self.cards) for _ in card.texts]
         self._texts = [text for card in self.cards for text in card.texts]
-        self._vectors: np.ndarray | None = None
-        self._lock = threading.Lock()
+        self._vectors = OnceVectors(
+            lambda: _cached_vectors(
+                self.cache_dir, "cards-multilingual", self.encoder.name, self._texts, None, self.encoder.encode
+            )
+        )
 
     def prepare(self) -> None:
         """Read the cards' questions and phrasings now (a few seconds the first time; cached after)."""
         self._card_vectors()
 
     def _card_vectors(self) -> np.ndarray:
-        with self._lock:
-            if self._vectors is None:
-                key = hashlib.sha256("\n".join([self.encoder.name, *self._texts]).encode()).hexdigest()[:20]
-                path = self.cache_dir / f"cards-multilingual-{key}.npy" if self.cache_dir is not None else None
-                self._vectors = _load_vectors(path, len(self._texts))
-                if self._vectors is None:
-                    self._vectors = np.asarray(self.encoder.encode(self._texts), dtype=np.float32)
-                    _save_vectors(path, self._vectors)
-            return self._vectors
+        return self._vectors.get()
 
     def closest(self, text: str) -> np.ndarray:
         """For each card, the cosine of its closest question or phrasing to the text."""
@@ -379,21 +376,32 @@ class CrossLingualMatcher:
         return Match(self.cards[index], {"cross_lingual": cosine, "lead": lead}, probability)
 
 
-def _load_vectors(path: Path | None, rows: int) -> np.ndarray | None:
-    if path is None or not path.is_file():
-        return None
-    try:
-        vectors = np.load(path)
-    except (OSError, ValueError):
-        return None  # a damaged cache is computed again
-    return np.asarray(vectors, dtype=np.float32) if vectors.shape[0] == rows else None
+def _cached_vectors(
+    folder: Path | None,
+    prefix: str,
+    model: str,
+    texts: Sequence[str],
+    dimension: int | None,
+    encode: Callable[[list[str]], Any],
+) -> np.ndarray:
+    """The texts' vectors from the cache file named by the model and the texts, or encoded and saved there.
 
-
-def _save_vectors(path: Path | None, vectors: np.ndarray) -> None:
-    if path is None:
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, vectors)
-    except OSError:
-        pass  # a cache is a cache: a read-only folder only costs the next start the time to compute it again
+    A damaged or mismatched cache is computed again; a cache that cannot be written only costs the next start
+    the time to compute it again."""
+    key = hashlib.sha256("\n".join([model, *texts]).encode()).hexdigest()[:20]
+    path = folder / f"{prefix}-{key}.npy" if folder is not None else None
+    if path is not None and path.is_file():
+        try:
+            vectors = np.load(path)
+            if vectors.shape[0] == len(texts) and (dimension is None or vectors.shape[1] == dimension):
+                return np.asarray(vectors, dtype=np.float32)
+        except (OSError, ValueError, IndexError):
+            pass
+    vectors = np.asarray(encode(list(texts)), dtype=np.float32)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, vectors)
+        except OSError:
+            pass
+    return vectors
