@@ -3,12 +3,12 @@
 - The card matcher (data/answering/card_matcher.json): is the best card for a question the right one?
   A card is right for a dev item when its text has every phrase the item requires, it cites one of the
   item's documents, and its kind (answer, or "not in the sources") is the one the item expects.
-- The cross-lingual card match (data/answering/cross_lingual.json): how far the closest card must lead the
-  next one for a question in another language to get it, on the dev items of data/answering/cross_lingual.yaml
-  (the test items are only measured).
+- The cross-lingual card match (data/answering/cross_lingual.json): whether the closest card to a question in
+  another language answers it, from that card's cosine and its lead over the next one, fitted on the dev items
+  of data/answering/cross_lingual.yaml (its test items are only measured, for the figures in the file).
 
-The test split is never read. Needs scikit-learn (the `train` extra) and an index (it ingests the corpus into a
-temporary folder).
+The gold sets' test split is never read. Needs scikit-learn (the `train` extra) and an index (it ingests the
+corpus into a temporary folder).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import argparse
 import datetime as dt
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -232,8 +233,7 @@ def load_cross_lingual(path: Path) -> list[dict[str, Any]]:
     """The labelled questions in other languages (data/answering/cross_lingual.yaml)."""
     import yaml
 
-    items = yaml.safe_load(path.read_text("utf-8"))["items"]
-    return [dict(item, cards=list(item["cards"])) for item in items]
+    return list(yaml.safe_load(path.read_text("utf-8"))["items"])
 
 
 def cross_lingual_rows(matcher: CrossLingualMatcher, items: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
@@ -275,23 +275,21 @@ def fit_cross_lingual(matcher: CrossLingualMatcher, items: Sequence[dict[str, An
         lead=float(curve.coef_[0][1]),
         bias=float(curve.intercept_[0]),
         threshold=1.0,
-        meta={},
+        meta={"fitted_on": "dev items of data/answering/cross_lingual.yaml", "fitted": dt.date.today().isoformat()},
     )
     probability = np.array([model.probability(c, lead) for c, lead in x])
     threshold = 1.0
     for value in sorted(set(probability.tolist()), reverse=True):
         if right[probability >= value].mean() >= CROSS_LINGUAL_RIGHT:
             threshold = value
-    model = CrossLingualModel(model.cosine, model.lead, model.bias, float(threshold), {})
+    model = replace(model, threshold=float(threshold))
     x_test, right_test = cross_lingual_rows(matcher, test)
-    meta: dict[str, Any] = {
-        "fitted_on": "dev items of data/answering/cross_lingual.yaml",
-        "fitted": dt.date.today().isoformat(),
-        "encoder": matcher.encoder.name,
-        "dev": cross_lingual_figures(model, x, right, sum(1 for i in dev if i["cards"])),
-        "test": cross_lingual_figures(model, x_test, right_test, sum(1 for i in test if i["cards"])),
-    }
-    return CrossLingualModel(model.cosine, model.lead, model.bias, model.threshold, meta)
+    model.meta.update(
+        encoder=matcher.encoder.name,
+        dev=cross_lingual_figures(model, x, right, sum(1 for i in dev if i["cards"])),
+        test=cross_lingual_figures(model, x_test, right_test, sum(1 for i in test if i["cards"])),
+    )
+    return model
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -36,21 +36,30 @@ def _identifier() -> Any:
     return identifier
 
 
+_CLASSIFY_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=1024)
+def _classify(folded: str) -> tuple[str, float]:
+    """The identifier's reading of a folded text (cached: a message is asked about by its language, whether it
+    may be in another and which one it leans to)."""
+    with _CLASSIFY_LOCK:  # the identifier keeps state between calls
+        code, probability = _identifier().classify(folded)
+    return str(code), float(probability)
+
+
 class Language:
     """Identifies the language of a message (ISO 639-1), English when unsure."""
 
     def __init__(self, fold: Callable[[str], str]) -> None:
         self.fold = fold
-        self._lock = threading.Lock()
 
     def guess(self, text: str) -> tuple[str, float]:
         """The identifier's best language and how sure it is (0-1)."""
         folded = self.fold(text)
         if not _WORD.search(folded):
             return "en", 0.0
-        with self._lock:  # the identifier keeps state between calls
-            code, probability = _identifier().classify(folded)
-        return str(code), float(probability)
+        return _classify(folded)
 
     def of(self, text: str) -> str:
         """The message's language: another language only when the identifier is sure of it."""

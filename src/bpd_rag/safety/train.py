@@ -311,13 +311,13 @@ def _choose_thresholds(dev: Sequence[Item], guard: SafetyGuard, progress: Callab
     # die", held "multi.crisis" at 0.98). The multilingual space reads every language alike, so their threshold
     # counts the English look-alikes read in that space too; English and Spanish keep "multi.crisis".
     members = [n for n, i in enumerate(single) if i.lang not in ("en", *ENGLISH_SPACE_TOO)]
-    pooled = [single[n] for n in english if single[n].risk == "none"]
+    pooled = [n for n in english if single[n].risk == "none"]
     progress(f"choosing thresholds (multi for other languages, {len(members)} + {len(pooled)} dev messages)")
-    scores = _unit_scores(guard, [single[n] for n in members], "multi")
+    scores = _unit_scores(guard, [single[n] for n in members + pooled], "multi")
     chosen[OTHER_LANGUAGES] = _lowest_threshold(
-        np.concatenate([scores["crisis"], _unit_scores(guard, pooled, "multi")["crisis"]]),
-        [single[n].risk == "none" for n in members] + [True] * len(pooled),
-        [patterns[n] for n in members] + [patterns[n] for n in english if single[n].risk == "none"],
+        scores["crisis"],
+        [single[n].risk == "none" for n in members + pooled],
+        [patterns[n] for n in members + pooled],
         FALSE_CRISIS,
     )
     # Languages read in the English space as well (crisis only), each with its own threshold chosen on its dev
