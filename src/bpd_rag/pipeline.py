@@ -89,10 +89,15 @@ class Pipeline:
         return self._store
 
     @cached_property
+    def shorthand(self) -> dict[str, str]:
+        """The reviewed shorthand list: questions and the cards' phrasings are read with it spelled out."""
+        return load_shorthand(packaged("answering", "shorthand.yaml"))
+
+    @cached_property
     def retriever(self) -> Retriever:
         # English words (the packaged MiniLM vocabulary) are never "corrected" into corpus words.
         english = load_known_words(default_model_path() / "vocab.txt")
-        shorthand = load_shorthand(packaged("answering", "shorthand.yaml"))
+        shorthand = self.shorthand
         try:
             questions = [text for card in self.card_set.servable() for text in card.texts]
         except BpdRagError:  # no corpus folder here (a server reading a shared index): the index's words only
@@ -129,7 +134,14 @@ class Pipeline:
     def card_matcher(self) -> CardMatcher:
         """Finds the reviewed card that answers a question, if one does (cards past review are not served)."""
         cache = Path(self.settings.store.path).parent / "cache"
-        return CardMatcher(self.card_set.servable(), self.documents, self.embedder, self.card_model, cache_dir=cache)
+        return CardMatcher(
+            self.card_set.servable(),
+            self.documents,
+            self.embedder,
+            self.card_model,
+            cache_dir=cache,
+            shorthand=self.shorthand,
+        )
 
     @cached_property
     def cross_lingual_matcher(self) -> CrossLingualMatcher:

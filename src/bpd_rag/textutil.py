@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -541,3 +541,10 @@ def safe_url(url: str | None) -> str | None:
     if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
         return None  # a link never holds spaces or control characters; text after them would read as more link
     return url
+
+
+def expand_shorthand(text: str, shorthand: Mapping[str, str]) -> str:
+    """The text with each whole word of the reviewed shorthand list replaced ("ppl" -> "people")."""
+    if not shorthand:
+        return text
+    return re.sub(r"[A-Za-z0-9]+", lambda m: shorthand.get(m.group().lower(), m.group()), text)

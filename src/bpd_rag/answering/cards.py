@@ -24,7 +24,7 @@ from bpd_rag.cards import Card, card_citations
 from bpd_rag.embeddings import Embedder
 from bpd_rag.errors import ConfigurationError
 from bpd_rag.fitted import packaged, read_logistic
-from bpd_rag.textutil import terms
+from bpd_rag.textutil import expand_shorthand, terms
 from bpd_rag.types import Answer, AnswerKind, Document, Question
 
 # What the matcher reads of each card for a question: the closest of the card's question and phrasings to the
@@ -70,12 +70,18 @@ class Match:
 @dataclass(frozen=True)
 class MatcherModel:
     """A conditional logit over FEATURES: each card's score, turned into the probability that it is the card
-    asked about by a softmax over every card; the top card is served above the threshold (chosen on dev)."""
+    asked about by a softmax over every card; the top card is served above the threshold (chosen on dev).
+
+    The softmax only compares the cards of one question, so it cannot say that none of them fits: "are you a
+    real person" shares "real" and "person" with the phrasings of one card and gets most of the probability at
+    a cosine of 0.14. No card is served whose closest question or phrasing is below `floor`, the lowest cosine
+    of a right best card among the dev questions (less a margin), also chosen on dev."""
 
     weights: dict[str, float]
     bias: float
     threshold: float
     meta: dict[str, Any]
+    floor: float = 0.0
 
     def score(self, features: Mapping[str, float]) -> float:
         return self.bias + sum(self.weights[f] * features[f] for f in FEATURES)
@@ -90,13 +96,19 @@ class MatcherModel:
 
     @classmethod
     def load(cls, path: Path | None = None) -> MatcherModel:
-        weights, bias, threshold, meta = read_logistic(
-            Path(path) if path else default_matcher_file(), FEATURES, "threshold", "card matcher"
-        )
-        return cls(weights=weights, bias=bias, threshold=threshold, meta=meta)
+        file = Path(path) if path else default_matcher_file()
+        weights, bias, threshold, meta = read_logistic(file, FEATURES, "threshold", "card matcher")
+        floor = float(json.loads(file.read_text("utf-8")).get("floor", 0.0))
+        return cls(weights=weights, bias=bias, threshold=threshold, meta=meta, floor=floor)
 
     def save(self, path: Path) -> None:
-        data = {"features": list(FEATURES), "weights": self.weights, "bias": self.bias, "threshold": self.threshold}
+        data = {
+            "features": list(FEATURES),
+            "weights": self.weights,
+            "bias": self.bias,
+            "threshold": self.threshold,
+            "floor": self.floor,
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({**data, "meta": self.meta}, indent=2) + "\n", "utf-8")
 
@@ -126,16 +138,20 @@ class CardMatcher:
         embedder: Embedder,
         model: MatcherModel | None,
         cache_dir: Path | None = None,
+        shorthand: Mapping[str, str] | None = None,
     ) -> None:
         self.cards = list(cards)
         self.documents = documents
         self.embedder = embedder
         self.model = model
         self.cache_dir = cache_dir
-        self._owner = [n for n, card in enumerate(self.cards) for _ in card.texts]
+        # The cards' questions and phrasings are read as a question is: with the reviewed shorthand spelled out
+        # ("how much did they give ppl" is matched as "... people", as the question it is compared with is).
+        phrasings = [[expand_shorthand(text, shorthand or {}) for text in card.texts] for card in self.cards]
+        self._owner = [n for n, texts in enumerate(phrasings) for _ in texts]
         self._contents = [" ".join(s.text for s in card.statements) for card in self.cards]
-        self._texts = [text for card in self.cards for text in card.texts] + self._contents
-        self._card_terms = [set(terms(" ".join(card.texts))) for card in self.cards]
+        self._texts = [text for texts in phrasings for text in texts] + self._contents
+        self._card_terms = [set(terms(" ".join(texts))) for texts in phrasings]
         documents_with = Counter(t for bag in self._card_terms for t in bag)
         self._idf = {t: math.log(1 + len(self.cards) / n) for t, n in documents_with.items()}
         self._idf_unknown = math.log(1 + len(self.cards))
@@ -237,7 +253,7 @@ class CardMatcher:
         A question asked in the very words of a card's reviewed question or phrasing (EXACT) gets that card
         even when the matcher's probability is spread over several close cards: "can ketamine help bpd" is
         what the card was written for, whatever its neighbours."""
-        found = self.candidates(question)
+        found = [row for row in self.candidates(question) if row[1]["closest"] >= self._floor()]
         if not found or self.model is None:
             return None
         if found[0][2] < self.model.threshold:
@@ -247,6 +263,9 @@ class CardMatcher:
             return Match(card, features, probability)
         card, features, probability = found[0]
         return Match(card, features, probability)
+
+    def _floor(self) -> float:
+        return self.model.floor if self.model is not None else 0.0
 
     def answer(self, match: Match) -> Answer:
         """The card as an answer: its statements, and its quotes as citations exactly like extracted quotes."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
@@ -132,6 +133,7 @@ def marginal_threshold(probability: Sequence[float], right: Sequence[bool]) -> f
 def fit_matcher(pipeline: Pipeline, dev: Sequence[GoldItem]) -> MatcherModel:
     """A conditional logit over every (question, card) pair of dev; the threshold for the best card."""
     x, y, owners = card_rows(pipeline, dev)
+    closest = x[:, FEATURES.index("closest")]
     weights = conditional_logit(x, y, owners)
     model = MatcherModel(
         weights={f: float(w) for f, w in zip(FEATURES, weights, strict=True)}, bias=0.0, threshold=0.5, meta={}
@@ -151,12 +153,15 @@ def fit_matcher(pipeline: Pipeline, dev: Sequence[GoldItem]) -> MatcherModel:
             exps = np.exp(scores[rows] - scores[rows].max())
             probability[rows] = exps / exps.sum()
     # The threshold on the best card of each item (what would be served).
-    best: dict[int, tuple[float, bool]] = {}
-    for p, right, owner in zip(probability, y, owners, strict=True):
+    best: dict[int, tuple[float, bool, float]] = {}
+    for p, right, owner, cosine in zip(probability, y, owners, closest, strict=True):
         if owner not in best or p > best[owner][0]:
-            best[owner] = (float(p), bool(right))
-    threshold = marginal_threshold([p for p, _ in best.values()], [r for _, r in best.values()])
-    served = [right for p, right in best.values() if p >= threshold]
+            best[owner] = (float(p), bool(right), float(cosine))
+    threshold = marginal_threshold([p for p, _, _ in best.values()], [r for _, r, _ in best.values()])
+    # No card below the lowest cosine of a right best card on dev (rounded down to a twentieth): the softmax
+    # share cannot tell that no card fits a question (see MatcherModel).
+    floor = math.floor(20 * min(c for _, right, c in best.values() if right)) / 20
+    served = [right for p, right, c in best.values() if p >= threshold and c >= floor]
     meta: dict[str, Any] = {
         "fitted_on": "dev split of " + ", ".join(str(p) for p in DEFAULT_GOLD),
         "fitted": dt.date.today().isoformat(),
@@ -164,11 +169,12 @@ def fit_matcher(pipeline: Pipeline, dev: Sequence[GoldItem]) -> MatcherModel:
         "dev_items": len(best),
         "dev_served": len(served),
         "dev_precision": sum(served) / len(served) if served else None,
+        "floor": floor,
         "dev_items_with_a_right_card": int(
             sum(1 for o in set(owners) if any(y[i] for i, w in enumerate(owners) if w == o))
         ),
     }
-    return MatcherModel(model.weights, model.bias, float(threshold), meta)
+    return MatcherModel(model.weights, model.bias, float(threshold), meta, floor=floor)
 
 
 def answerability_rows(pipeline: Pipeline, items: Sequence[GoldItem]) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -292,27 +298,40 @@ def fit_cross_lingual(matcher: CrossLingualMatcher, items: Sequence[dict[str, An
     return model
 
 
+MODELS = ("card_matcher", "answerability", "cross_lingual")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=Path("src/bpd_rag/data/answering"))
     parser.add_argument("--cross-lingual", type=Path, default=Path("data/answering/cross_lingual.yaml"))
+    parser.add_argument(
+        "--only",
+        choices=MODELS,
+        action="append",
+        help="Fit and write only this model (repeatable); the others' files are left as they are.",
+    )
     args = parser.parse_args(argv)
+    chosen = set(args.only or MODELS)
     dev = load_items(list(DEFAULT_GOLD), split="dev")
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(_env_file=None, store={"path": Path(tmp) / "index"})  # type: ignore[call-arg,arg-type]
         pipeline = build_pipeline(settings, SentenceTransformerEmbedder())
         pipeline.ingest()
-        matcher = fit_matcher(pipeline, dev)
-        pipeline.__dict__["answerability_model"] = None  # the features, not the shipped model's scores
-        pipeline.__dict__.pop("extractive", None)
-        answerability = fit_answerability(pipeline, dev)
-        cross_lingual = fit_cross_lingual(pipeline.cross_lingual_matcher, load_cross_lingual(args.cross_lingual))
-    matcher.save(args.out / "card_matcher.json")
-    answerability.save(args.out / "answerability.json")
-    cross_lingual.save(args.out / "cross_lingual.json")
-    print(f"card matcher: threshold {matcher.threshold:.3f}; dev: {matcher.meta}")
-    print(f"answerability: threshold {answerability.answer_threshold:.3f}; dev: {answerability.meta}")
-    print(f"cross-lingual: threshold {cross_lingual.threshold:.3f}; {cross_lingual.meta}")
+        if "card_matcher" in chosen:
+            matcher = fit_matcher(pipeline, dev)
+            matcher.save(args.out / "card_matcher.json")
+            print(f"card matcher: threshold {matcher.threshold:.3f}; dev: {matcher.meta}")
+        if "answerability" in chosen:
+            pipeline.__dict__["answerability_model"] = None  # the features, not the shipped model's scores
+            pipeline.__dict__.pop("extractive", None)
+            answerability = fit_answerability(pipeline, dev)
+            answerability.save(args.out / "answerability.json")
+            print(f"answerability: threshold {answerability.answer_threshold:.3f}; dev: {answerability.meta}")
+        if "cross_lingual" in chosen:
+            cross_lingual = fit_cross_lingual(pipeline.cross_lingual_matcher, load_cross_lingual(args.cross_lingual))
+            cross_lingual.save(args.out / "cross_lingual.json")
+            print(f"cross-lingual: threshold {cross_lingual.threshold:.3f}; {cross_lingual.meta}")
 
 
 if __name__ == "__main__":
