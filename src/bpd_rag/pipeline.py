@@ -97,7 +97,6 @@ class Pipeline:
     def retriever(self) -> Retriever:
         # English words (the packaged MiniLM vocabulary) are never "corrected" into corpus words.
         english = load_known_words(default_model_path() / "vocab.txt")
-        shorthand = self.shorthand
         try:
             questions = [text for card in self.card_set.servable() for text in card.texts]
         except BpdRagError:  # no corpus folder here (a server reading a shared index): the index's words only
@@ -107,7 +106,7 @@ class Pipeline:
             self.embedder,
             self.settings.retrieval,
             english_words=english,
-            shorthand=shorthand,
+            shorthand=self.shorthand,
             question_texts=questions,
         )
 

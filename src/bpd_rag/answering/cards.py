@@ -75,7 +75,7 @@ class MatcherModel:
     The softmax only compares the cards of one question, so it cannot say that none of them fits: "are you a
     real person" shares "real" and "person" with the phrasings of one card and gets most of the probability at
     a cosine of 0.14. No card is served whose closest question or phrasing is below `floor`, the lowest cosine
-    of a right best card among the dev questions (less a margin), also chosen on dev."""
+    of a right best card among the dev questions rounded down to a twentieth, also chosen on dev."""
 
     weights: dict[str, float]
     bias: float
@@ -253,8 +253,10 @@ class CardMatcher:
         A question asked in the very words of a card's reviewed question or phrasing (EXACT) gets that card
         even when the matcher's probability is spread over several close cards: "can ketamine help bpd" is
         what the card was written for, whatever its neighbours."""
-        found = [row for row in self.candidates(question) if row[1]["closest"] >= self._floor()]
-        if not found or self.model is None:
+        if self.model is None:
+            return None
+        found = [row for row in self.candidates(question) if row[1]["closest"] >= self.model.floor]
+        if not found:
             return None
         if found[0][2] < self.model.threshold:
             card, features, probability = max(found, key=lambda row: row[1]["both"])
@@ -263,9 +265,6 @@ class CardMatcher:
             return Match(card, features, probability)
         card, features, probability = found[0]
         return Match(card, features, probability)
-
-    def _floor(self) -> float:
-        return self.model.floor if self.model is not None else 0.0
 
     def answer(self, match: Match) -> Answer:
         """The card as an answer: its statements, and its quotes as citations exactly like extracted quotes."""
