@@ -186,3 +186,10 @@ def test_a_question_after_a_remark_is_matched_on_its_question_sentence(real_pipe
 def test_the_speller_corrects_toward_the_words_of_card_questions(real_pipeline: Pipeline) -> None:
     # "invented" is in a card's phrasings, not in the documents.
     assert "invented" in real_pipeline.query_for("who invnted ketamine")
+
+
+@pytest.mark.real_model
+def test_a_question_resting_on_a_false_premise_gets_the_card_on_the_premise(real_pipeline: Pipeline) -> None:
+    answer = real_pipeline.ask("since ketamine is already fda approved for bpd why is it so hard to get")
+    assert answer.answerer == "card:fda-approval" and answer.answer.startswith("No, ketamine is not yet approved")
+    assert real_pipeline.ask("ketamine was only invented recently, right?").answerer == "card:ketamine-history"

@@ -61,6 +61,14 @@ class Guard(Protocol):
 
 # The words of an opening before a comma that a question is matched without ("hey there, what is bpd").
 _OPENING_WORDS = 3
+# A premise a question takes as true: a clause after "since" or "because" ("Since ketamine is FDA approved for
+# BPD, why don't more doctors prescribe it?") or a statement with a tag question ("Ketamine was only invented a
+# few years ago, right?"). The card on the premise says whether it holds.
+_PREMISES = (
+    re.compile(r"\b(?:since|because|given that|now that|considering that)\s+([^,?.;!]+)", re.I),
+    re.compile(r"([^.?!;]+?),?\s+(?:right|correct|isn'?t it|is that true|true)\s*[?.!]*\s*(?:$|[.?!])", re.I),
+)
+_PREMISE_WORDS = 3
 
 
 class Pipeline:
@@ -288,7 +296,8 @@ class Pipeline:
 
     def _card_for(self, question: Question) -> Match | None:
         """The reviewed card for the question: matched on the whole message, else on its last clause that asks
-        something ("sounds like snake oil tbh. whats the actual evidence", "hey there, what is bpd")."""
+        something ("sounds like snake oil tbh. whats the actual evidence", "hey there, what is bpd"), else on a
+        premise the question takes as true (_PREMISES), the likeliest card of any."""
         self._follow_index()  # no index, no answers: cards too are served only by a ready server
         match = self.card_matcher.match(question)
         if match is not None:
@@ -299,9 +308,17 @@ class Pipeline:
             if rest and len(opening.split()) <= _OPENING_WORDS and not looks_like_question(opening):
                 parts = [opening, rest.strip()]
         asked = next((p for p in reversed(parts) if looks_like_question(p)), None)
-        if asked is None or len(parts) < 2:
-            return None
-        return self.card_matcher.match(self.question_for(asked, question.history))
+        if asked is not None and len(parts) >= 2:
+            match = self.card_matcher.match(self.question_for(asked, question.history))
+            if match is not None:
+                return match
+        premises = [m.group(1).strip() for pattern in _PREMISES for m in pattern.finditer(question.text)]
+        found = [
+            self.card_matcher.match(self.question_for(premise, question.history))
+            for premise in premises
+            if len(premise.split()) >= _PREMISE_WORDS
+        ]
+        return max((m for m in found if m is not None), key=lambda m: m.probability, default=None)
 
     def _card_passages(self, card: Card) -> list[Passage]:
         """The quotes a reviewed card rests on, as passages (verbatim text of their documents, with offsets)."""
