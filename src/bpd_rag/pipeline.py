@@ -68,6 +68,7 @@ _PREMISES = (
     re.compile(r"\b(?:since|because|given that|now that|considering that)\s+([^,?.;!]+)", re.I),
     re.compile(r"([^.?!;]+?),?\s+(?:right|correct|isn'?t it|is that true|true)\s*[?.!]*\s*(?:$|[.?!])", re.I),
 )
+# A shorter premise ("since last week") names no topic a card could settle.
 _PREMISE_WORDS = 3
 
 
