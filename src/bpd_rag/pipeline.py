@@ -245,7 +245,9 @@ class Pipeline:
         if decision.action == "refuse" and decision.category == "injection":
             answer = self.replies.injection()
         elif decision.action == "refuse":
-            answer = self.with_evidence(self.replies.advice_refusal(self._general_information(message, decision)))
+            answer = self.with_evidence(
+                self.replies.advice_refusal(self._general_information(message, decision), decision.language)
+            )
         elif decision.risk == "concern" and not looks_like_question(message):
             # Distress told, nothing asked: no search, no "could not find"; a short greeting or goodbye gets the
             # resources without having distress read into it.

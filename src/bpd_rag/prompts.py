@@ -127,6 +127,16 @@ class CrisisLanguage(_Checked):
         description="For a language other than English: said before an answer in English (a reviewed card "
         "found for a question in this language); empty says nothing before it.",
     )
+    refusal_advice: str = Field(
+        default="",
+        description="For a language other than English: the kind refusal of personal advice; empty uses "
+        "prompts/refusal_advice.txt.",
+    )
+    refusal_general: str = Field(
+        default="",
+        description="For a language other than English: said before what the sources say in general, beside a "
+        "refusal (the quotes stay in English); empty uses prompts/refusal_general.txt.",
+    )
     resources: list[CheckedResource] = Field(min_length=1)
     poison: list[CheckedResource] = Field(min_length=1, description="Shown first for an overdose or poisoning.")
 

@@ -112,10 +112,20 @@ class Replies:
             kind="refusal", statements=[Statement(kind="safety", text=self.refusal_injection)], answerer=self.name
         )
 
-    def advice_refusal(self, general: Answer | None) -> Answer:
-        """The kind refusal of personal advice, with what the sources say in general (never an amount of a drug)."""
-        statements = [Statement(kind="safety", text=self.refusal_advice)]
-        answer = Answer(kind="refusal", statements=statements, disclaimer=self.disclaimer, answerer=self.name)
+    def advice_refusal(self, general: Answer | None, language: str = "en") -> Answer:
+        """The kind refusal of personal advice, with what the sources say in general (never an amount of a drug);
+        in the message's language when the locale's file has the texts (the sources' words stay in English)."""
+        texts = self.crisis_texts.languages.get(language) if language != "en" else None
+        refusal = (texts.refusal_advice if texts else "") or self.refusal_advice
+        introduction = (texts.refusal_general if texts and texts.refusal_advice else "") or self.refusal_general
+        statements = [Statement(kind="safety", text=refusal)]
+        answer = Answer(
+            kind="refusal",
+            statements=statements,
+            disclaimer=self.disclaimer,
+            answerer=self.name,
+            language=language if texts and texts.refusal_advice else "en",
+        )
         if general is None or general.kind != "answer":
             return answer
         general = without_doses(general)
@@ -124,7 +134,7 @@ class Replies:
             return answer
         return answer.model_copy(
             update={
-                "statements": [*statements, Statement(kind="info", text=self.refusal_general), *content],
+                "statements": [*statements, Statement(kind="info", text=introduction), *content],
                 "citations": general.citations,
             }
         )
