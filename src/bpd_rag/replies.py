@@ -115,16 +115,16 @@ class Replies:
     def advice_refusal(self, general: Answer | None, language: str = "en") -> Answer:
         """The kind refusal of personal advice, with what the sources say in general (never an amount of a drug);
         in the message's language when the locale's file has the texts (the sources' words stay in English)."""
-        texts = self.crisis_texts.languages.get(language) if language != "en" else None
-        refusal = (texts.refusal_advice if texts else "") or self.refusal_advice
-        introduction = (texts.refusal_general if texts and texts.refusal_advice else "") or self.refusal_general
-        statements = [Statement(kind="safety", text=refusal)]
+        texts = self.texts(language)  # English has no refusal of its own there: the prompt files say it
+        localized = bool(texts.refusal_advice)
+        introduction = texts.refusal_general if localized and texts.refusal_general else self.refusal_general
+        statements = [Statement(kind="safety", text=texts.refusal_advice or self.refusal_advice)]
         answer = Answer(
             kind="refusal",
             statements=statements,
             disclaimer=self.disclaimer,
             answerer=self.name,
-            language=language if texts and texts.refusal_advice else "en",
+            language=language if localized else "en",
         )
         if general is None or general.kind != "answer":
             return answer
