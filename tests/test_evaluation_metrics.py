@@ -300,3 +300,16 @@ def test_stage_tells_a_quoted_gold_sentence_from_an_unchosen_one() -> None:
         _ctx(),
     )
     assert conflict.stage == "conflict rule: no disagreement flagged"
+
+
+def test_a_reply_that_quotes_a_gold_passage_is_no_retrieval_miss() -> None:
+    # An answer card cites its own passages: the retriever's ranking may lack the gold passage while the
+    # reply quotes it, and a server's reply (HttpTarget) is judged on its citations alone.
+    item = _item(must_contain=[["midazolam"]])
+    spans = [Span("pilot", DOC.find(Q1), DOC.find(Q1) + len(Q1))]
+    elsewhere = [Retrieved(doc_id="other", chunk_id="c", start=0, end=10)]
+    quoted = score_item(item, spans, Observation(answer=extractive(Q1), retrieved=elsewhere), _ctx())
+    assert quoted.retrieval_rank is None and quoted.gold_cited
+    assert not any(r.startswith("retrieval miss") for r in quoted.reasons)
+    missed = score_item(item, spans, Observation(answer=extractive(Q2), retrieved=elsewhere), _ctx())
+    assert "retrieval miss: no gold passage among the 1 passages" in missed.reasons

@@ -19,6 +19,8 @@ from bpd_rag.pipeline import Pipeline, build_pipeline
 from bpd_rag.prompts import default_prompts_dir, load_crisis_texts, load_prompt
 from bpd_rag.replies import DOSE, Replies, renumbered, without_doses
 from bpd_rag.safety import SafetyGuard, ensure_safe_to_serve
+from bpd_rag.safety.language import Language
+from bpd_rag.safety.risk import HEADS, LEXICAL_BUCKETS, MIXED, Head, RiskModel, RiskReader
 from bpd_rag.settings import AnswerSettings, Settings
 from bpd_rag.store import MemoryStore
 from bpd_rag.types import Answer, Citation, Message, SafetyDecision, Statement
@@ -493,3 +495,44 @@ def test_a_personal_dose_asked_in_spanish_is_refused_in_spanish(safe_pipeline: P
     answer = safe_pipeline.ask("cuanta ketamina debo tomar yo")
     assert answer.kind == "refusal" and answer.answer.startswith("No puedo darte")
     assert not re.search(r"\d\s*mg", answer.answer)
+
+
+class _CountingEncoder:
+    """A multilingual encoder stand-in that counts its readings (zero vectors: the heads' biases decide)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        return np.zeros((len(texts), 4), dtype=np.float32)
+
+
+def _fixed_head(crisis: float, dimension: int) -> Head:
+    """A risk head that gives every text the same crisis probability."""
+    rest = (1.0 - crisis) / 2
+    bias = np.log(np.array([rest, rest, crisis], dtype=np.float32))
+    return Head(HEADS["risk"], np.zeros((3, dimension), np.float32), np.zeros((3, LEXICAL_BUCKETS), np.float32), bias)
+
+
+def test_english_crisis_is_both_spaces_averaged_and_read_twice_only_when_it_could_reach_the_threshold() -> None:
+    embedder = HashEmbedder(dimension=8)
+    model = RiskModel(
+        heads={"en.risk": _fixed_head(0.5, 8), "multi.risk": _fixed_head(0.9, 4)},
+        thresholds={MIXED: 0.8},
+        meta={"spaces": {"en": embedder.name}},
+    )
+    encoder = _CountingEncoder()
+    reader = RiskReader(model, embedder, str.lower, lambda t: [t], Language(str.lower), multilingual=encoder)  # type: ignore[arg-type]
+    # 0.5 is under 2 x 0.8 - 1: even a multilingual 1.0 could not lift the average to the threshold.
+    assert reader.mixed_crisis(["a question"], "en", {"en": np.array([0.5])}) == pytest.approx(0.75 / 0.8)
+    assert encoder.calls == 0
+    assert reader.mixed_crisis(["a question"], "en", {"en": np.array([0.7])}) == pytest.approx(0.8 / 0.8, abs=1e-5)
+    assert encoder.calls == 1
+    assert reader.mixed_crisis(["una pregunta"], "es", {"en": np.array([0.7])}) is None  # no threshold of its own
+    model.thresholds[f"{MIXED}.es"] = 0.6  # Spanish is read in both spaces anyway: averaged as given
+    both = {"en": np.array([0.2, 0.7]), "multi": np.array([0.6, 0.3])}
+    assert reader.mixed_crisis(["una", "pregunta"], "es", both) == pytest.approx(0.5 / 0.6)
+    assert encoder.calls == 1
+    del model.thresholds[MIXED]
+    assert reader.mixed_crisis(["a question"], "en", {"en": np.array([0.7])}) is None

@@ -24,7 +24,7 @@ import numpy as np
 
 from bpd_rag.embeddings import SentenceTransformerEmbedder
 from bpd_rag.safety.guard import WINDOW_TURNS, SafetyGuard
-from bpd_rag.safety.risk import HEADS, LEXICAL_BUCKETS, OTHER_LANGUAGES, SPACES, Features, Head, RiskModel
+from bpd_rag.safety.risk import HEADS, LEXICAL_BUCKETS, MIXED, OTHER_LANGUAGES, SPACES, Features, Head, RiskModel
 from bpd_rag.settings import Settings
 from bpd_rag.types import Message, SafetyDecision
 
@@ -330,7 +330,34 @@ def _choose_thresholds(dev: Sequence[Item], guard: SafetyGuard, progress: Callab
         chosen[f"en.crisis.{language}"] = _lowest_threshold(
             scores["crisis"], calm, [caught_crisis[n] for n in members], FALSE_CRISIS
         )
+    # English decides crisis on the two spaces' probabilities averaged (RiskReader.mixed_crisis), which replaces
+    # the English space's score: its threshold is chosen on the English dev messages and calm follow-ups for the
+    # same false-crisis rate, on top of the patterns only. On dev, English crisis replies went from 89.3% to
+    # 91.1% at 1.4% false crisis. Spanish averaged the same way ("mix.crisis.es", which the reader would use)
+    # did worse on dev than the higher of its two spaces twice (89.6% against 90.4%; 86.4% against 88.0% with
+    # the data of December 3), so it is not written (docs/decisions.md).
+    members = [n for n, i in enumerate(single) if i.lang == "en"]
+    progress(f"choosing thresholds (both spaces averaged, {len(members) + len(calm_followups)} dev messages)")
+    mixed = _mixed_scores(guard, [*(single[n] for n in members), *calm_followups])
+    calm = [single[n].risk == "none" for n in members] + [True] * len(calm_followups)
+    caught = [patterns[n] for n in members] + [
+        guard.patterns.match(guard.spelling, i.text) is not None for i in calm_followups
+    ]
+    chosen[MIXED] = _lowest_threshold(mixed, calm, caught, FALSE_CRISIS)
     return chosen
+
+
+def _mixed_scores(guard: SafetyGuard, items: Sequence[Item]) -> np.ndarray:
+    """Per item, the highest over its units of the two spaces' crisis probabilities averaged."""
+    reader = guard.reader
+    units = [reader.units(i.text) for i in items]
+    flat = [u for us in units for u in us]
+    both = np.mean([reader.model.head(s, "risk").proba(reader.features(s, flat))[:, 2] for s in SPACES], axis=0)
+    out, start = [], 0
+    for us in units:
+        out.append(float(both[start : start + len(us)].max()))
+        start += len(us)
+    return np.array(out)
 
 
 # --- measuring ---------------------------------------------------------------------------------------
