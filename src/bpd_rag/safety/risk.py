@@ -39,8 +39,7 @@ MODEL_NAME = "risk_model"
 # The multilingual encoder keeps the vectors of this many recent texts, read in batches of at most this many.
 _RECENT_TEXTS = 64
 _RECENT_BATCH = 16
-# The crisis threshold of a message's two spaces' probabilities averaged, for English ("mix.crisis") and the
-# languages read in both spaces ("mix.crisis.es"): see RiskReader.mixed_crisis.
+# The crisis threshold of an English message's two spaces' probabilities averaged: see RiskReader.mixed_crisis.
 MIXED = "mix.crisis"
 # The multilingual crisis threshold of the languages without one of their own in the English space.
 OTHER_LANGUAGES = "multi.crisis.other"
@@ -329,23 +328,24 @@ class RiskReader:
         return reading
 
     def mixed_crisis(self, units: Sequence[str], language: str, probabilities: dict[str, np.ndarray]) -> float | None:
-        """The crisis score from both spaces' probabilities averaged (per unit, the highest unit), for English
-        and the languages read in both spaces ("mix.crisis", "mix.crisis.es"); None for the others, or a model
-        without the threshold. Two models that read a message differently agree less often by chance: on dev,
-        English crisis replies at the same false-crisis rate rose from 89.3% to 91.1% (docs/decisions.md).
+        """An English message's crisis score from both spaces' probabilities averaged (per unit, the highest
+        unit); None for other languages, or a model without the threshold. Two models that read a message
+        differently agree less often by chance: on dev, English crisis replies at the same false-crisis rate
+        rose from 89.3% to 91.1% (docs/decisions.md).
 
-        An English message is read by the multilingual model only when the average could reach the threshold:
-        below 2t - 1 on its own, the English space's probability cannot (the other is at most 1), so ordinary
+        The message is read by the multilingual model only when the average could reach the threshold: below
+        2t - 1 on its own, the English space's probability cannot (the other is at most 1), so ordinary
         questions cost no second reading and get that upper bound, which stays under 1.0."""
-        threshold = self.model.thresholds.get(MIXED if language == "en" else f"{MIXED}.{language}")
-        if threshold is None or "en" not in probabilities:
+        threshold = self.model.thresholds.get(MIXED)
+        if threshold is None or language != "en":
             return None
         english = probabilities["en"]
-        if "multi" not in probabilities:
+        multilingual = probabilities.get("multi")
+        if multilingual is None:
             if float(english.max()) < 2 * threshold - 1:
                 return float((english.max() + 1) / 2 / threshold)
-            probabilities["multi"] = self.model.head("multi", "risk").proba(self.features("multi", units))[:, 2]
-        return float(((english + probabilities["multi"]) / 2).max() / threshold)
+            multilingual = self.model.head("multi", "risk").proba(self.features("multi", units))[:, 2]
+        return float(((english + multilingual) / 2).max() / threshold)
 
     def crisis_threshold(self, space: str, language: str) -> float:
         """The crisis threshold a message in this language meets in this space: a language with a threshold of

@@ -333,9 +333,9 @@ def _choose_thresholds(dev: Sequence[Item], guard: SafetyGuard, progress: Callab
     # English decides crisis on the two spaces' probabilities averaged (RiskReader.mixed_crisis), which replaces
     # the English space's score: its threshold is chosen on the English dev messages and calm follow-ups for the
     # same false-crisis rate, on top of the patterns only. On dev, English crisis replies went from 89.3% to
-    # 91.1% at 1.4% false crisis. Spanish averaged the same way ("mix.crisis.es", which the reader would use)
-    # did worse on dev than the higher of its two spaces twice (89.6% against 90.4%; 86.4% against 88.0% with
-    # the data of December 3), so it is not written (docs/decisions.md).
+    # 91.1% at 1.4% false crisis. Spanish averaged the same way did worse on dev than the higher of its two
+    # spaces twice (89.6% against 90.4%; 86.4% against 88.0% with the data of December 3), so it keeps that
+    # (docs/decisions.md).
     members = [n for n, i in enumerate(single) if i.lang == "en"]
     progress(f"choosing thresholds (both spaces averaged, {len(members) + len(calm_followups)} dev messages)")
     mixed = _mixed_scores(guard, [*(single[n] for n in members), *calm_followups])
