@@ -165,6 +165,11 @@ def test_a_greeting_with_a_question_gets_the_answer_not_small_talk(real_pipeline
     # Its words ("real", "person") are in one card's phrasings ("the 100 person study", "real world"), which got
     # most of the softmax at a cosine of 0.14: no card is served below the matcher's floor.
     assert real_pipeline.ask("are you a real person").kind == "smalltalk"
+    # "What can you do" is about the bot, not a question for the sources: what it can help with, not "not found".
+    for message in ("what can you do", "hey what can u help with", "what can i ask"):
+        reply = real_pipeline.ask(message)
+        assert reply.kind == "smalltalk" and "what the studies found" in reply.answer, message
+    assert real_pipeline.ask("what can you tell me about the side effects").kind == "answer"
 
 
 @pytest.mark.real_model

@@ -44,6 +44,13 @@ def test_follow_up_borrows_the_lead_of_the_answer_it_follows() -> None:
     declined = [answered[0], Message(role="assistant", content="I could not find an answer to that. Call 988.")]
     assert resolve_query("which one is stronger", declined) == "what is ketamine made of which one is stronger"
     assert resolve_query("which one?", [*answered, Message(role="user", content="hm")]) == "hm which one?"
+    # The bot's own replies put a sentence's markers after its full stop: the lead is still the first sentence.
+    served = [
+        Message(role="user", content="can u do it at home"),
+        Message(role="assistant", content="It is usually given in a clinic. [1] These are drips into a vein. [1] [2]"),
+    ]
+    lead = "It is usually given in a clinic."
+    assert resolve_query("is that safe tho", served) == f"can u do it at home {lead} is that safe tho"
 
 
 def test_hybrid_retrieval_ranks_the_passage_with_both_signals(hash_pipeline) -> None:  # type: ignore[no-untyped-def]

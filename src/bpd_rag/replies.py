@@ -180,10 +180,12 @@ class Replies:
     def with_concern(self, answer: Answer, decision: SafetyDecision) -> Answer:
         """The reply with a short, warm check-in and the resources first (a message with a risk signal).
 
-        Nothing to answer (distress, no question): the warm distress reply alone, never "could not find an
-        answer". A reply to a risky message never states an amount of a drug.
+        Nothing found for a message that reads as distress or crisis: the warm distress reply alone, never "could
+        not find an answer" (distress is often asked as a question). A question the model reads as most likely
+        without risk ("what's the weather in Paris tomorrow") keeps its "nothing found" reply after the check-in.
+        A reply to a risky message never states an amount of a drug.
         """
-        if answer.kind == "no_answer":
+        if answer.kind == "no_answer" and decision.troubled:
             return self.support(decision)
         answer = without_doses(answer)
         if answer.kind == "answer" and not answer.citations:  # every statement stated a dose

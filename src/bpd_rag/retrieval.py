@@ -84,6 +84,8 @@ log = logging.getLogger(__name__)
 
 # A citation marker: the sentences of the bot's answers that carry one say something from the sources.
 _MARKER = re.compile(r"\s*\[\d+\]")
+# Markers at the start of a split sentence: they belong to the sentence before it.
+_LEADING_MARKERS = re.compile(r"^(?:\s*\[\d+\])+")
 # How much of the bot's last answer a follow-up borrows.
 _ANSWER_WORDS = 30
 # An answer's opening before its first quote or statement ("Here is what the sources say: ", "Note: ").
@@ -96,9 +98,15 @@ def answer_lead(history: Sequence[Message]) -> str:
     if not history or history[-1].role != "assistant":
         return ""
     for line in history[-1].content.splitlines():
-        for sentence in split_sentences(line.lstrip("-• ")):
-            if _MARKER.search(sentence):
-                return " ".join(_MARKER.sub("", _OPENING.sub("", sentence)).split()[:_ANSWER_WORDS])
+        sentences = split_sentences(line.lstrip("-• "))
+        for n, sentence in enumerate(sentences):
+            # The bot's markers follow the full stop ("... in a clinic. [1] These are ..."), so the splitter hands
+            # a sentence's markers to the next one: a sentence is cited when it carries a marker after its start,
+            # or the next one starts with one.
+            own = _LEADING_MARKERS.sub("", sentence)
+            following = sentences[n + 1] if n + 1 < len(sentences) else ""
+            if own.strip() and (_MARKER.search(own) or _LEADING_MARKERS.match(following)):
+                return " ".join(_MARKER.sub("", _OPENING.sub("", own)).split()[:_ANSWER_WORDS])
     return ""
 
 

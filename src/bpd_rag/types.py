@@ -250,6 +250,11 @@ class SafetyDecision(BaseModel):
     turn_risk: float = Field(
         default=0.0, description="The model's crisis score of this message (1.0 is the threshold), kept per turn."
     )
+    troubled: bool = Field(
+        default=True,
+        description="Concern: the message itself reads as distress or crisis (False: over the concern threshold, "
+        "but most likely without risk, so a question that finds nothing gets the check-in, not the distress reply).",
+    )
 
 
 class ReplyReview(BaseModel):

@@ -169,7 +169,7 @@ class SafetyGuard:
         # Risk accumulates: once a turn of this conversation showed a risk signal, later replies keep the
         # resources (concern) even when the later turn is harmless alone.
         earlier_concern = conversation is not None and conversation.concern
-        base = SafetyDecision(language=language, turn_risk=reading.crisis)
+        base = SafetyDecision(language=language, turn_risk=reading.crisis, troubled=reading.troubled)
         if raised and (self.facilitation.search(normalised) or reading.concern >= 1.0):
             return base.model_copy(
                 update={"action": "crisis", "risk": "crisis", "category": "followup", "reason": "risk after a crisis"}
@@ -201,6 +201,14 @@ class SafetyGuard:
                     "reason": f"pattern {advice.id}" if advice is not None else f"model {reading.advice:.2f}",
                     "general_question": self.general_questions.get(topic),
                 }
+            )
+        # Over the concern threshold (under the crisis one) and read as an overdose, and not a request for advice:
+        # an overdose that may have happened gets the crisis reply (Poison Control and 911 first), not an answer
+        # with a check-in.
+        if reading.concern >= 1.0 and reading.kind == "overdose":
+            reason = f"overdose at concern {reading.crisis:.2f}"
+            return base.model_copy(
+                update={"action": "crisis", "risk": "crisis", "category": "overdose", "reason": reason}
             )
         leaning = self.language.leaning(message) if language == "en" else ""
         return base.model_copy(

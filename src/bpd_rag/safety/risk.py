@@ -111,6 +111,10 @@ class Reading:
     injection: float = 0.0
     smalltalk: float = 0.0
     kind: str = "other"  # of the most alarming part: "overdose", "method" or "other"
+    # The risk head's likeliest class for the most alarming part is distress or crisis (in any space), rather than
+    # none: a message over the concern threshold that the model still reads as most likely without risk is not
+    # answered as if distress had been told.
+    troubled: bool = False
     spaces: list[str] = field(default_factory=list)
 
 
@@ -190,6 +194,10 @@ class RiskModel:
             arrays[f"{key}.lexical"] = head.lexical.astype(np.float16)  # small weights; halves the file
             arrays[f"{key}.bias"] = head.bias.astype(np.float32)
         np.savez_compressed(folder / f"{MODEL_NAME}.npz", **arrays)  # type: ignore[arg-type]  # numpy's stub wants allow_pickle first
+        self.save_description(folder)
+
+    def save_description(self, folder: Path) -> None:
+        """The JSON beside the weights: heads' classes and temperatures, thresholds, and the measured figures."""
         described = {
             "heads": {k: {"classes": list(h.classes), "temperature": h.temperature} for k, h in self.heads.items()},
             "thresholds": self.thresholds,
@@ -316,6 +324,7 @@ class RiskReader:
                 reading.injection = max(reading.injection, float(intent[2]))
                 reading.smalltalk = max(reading.smalltalk, float(intent[3]))
                 reading.concern = max(reading.concern, float(concern.max()))
+                reading.troubled = reading.troubled or int(risk[int(concern.argmax())].argmax()) != 0
             top = int(crisis.argmax())
             if crisis[top] > best_crisis:
                 best_crisis = float(crisis[top])

@@ -526,6 +526,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=root / "data" / "risk")
     parser.add_argument("--out", type=Path, default=root / "src" / "bpd_rag" / "data" / "safety")
     parser.add_argument("--docs", type=Path, default=root / "docs" / "safety.md")
+    parser.add_argument(
+        "--measure",
+        action="store_true",
+        help="Fit nothing: measure the shipped model through the current safety layer on dev and test, and "
+        "rewrite the figures (in the model's JSON and the docs) after a change to how decisions are made.",
+    )
     args = parser.parse_args(argv)
 
     def progress(message: str) -> None:
@@ -535,6 +541,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     split = split_of(items)
     progress(f"{len(items)} messages: " + ", ".join(f"{k} {v}" for k, v in Counter(split.values()).items()))
     embedder = SentenceTransformerEmbedder()
+    if args.measure:
+        shipped = RiskModel.load(args.out)
+        guard = SafetyGuard(Settings(_env_file=None), embedder, model=shipped)  # type: ignore[call-arg]
+        progress("measuring the shipped model on dev and test")
+        dev = measure(assess_items(guard, [i for i in items if split[i.id] == "dev"]))
+        test = measure(assess_items(guard, [i for i in items if split[i.id] == "test"]))
+        shipped.meta["dev"] = {k: v for k, v in dev.items() if k not in ("kinds", "languages", "tiers")}
+        shipped.meta["test"] = test
+        shipped.save_description(args.out)
+        write_docs(args.docs, figures_markdown(items, split, {**shipped.meta, "thresholds": shipped.thresholds}))
+        progress(
+            f"test: crisis recall {_pct(test['crisis_recall'])}, false crisis {_pct(test['false_crisis_rate'])}, "
+            f"advice recall {_pct(test['advice_recall'])}; wrote {args.out / 'risk_model.json'} and {args.docs}"
+        )
+        return
     placeholder = RiskModel(heads={}, thresholds={})
     guard = SafetyGuard(Settings(_env_file=None), embedder, model=placeholder)  # type: ignore[call-arg]
     fitted = fit(items, split, guard, progress)
