@@ -16,6 +16,7 @@ from bpd_rag.cli import app
 from bpd_rag.corpus import load_corpus
 from bpd_rag.pipeline import Pipeline
 from bpd_rag.support import numbers_unsupported
+from bpd_rag.types import Message
 from tests.conftest import CORPUS
 
 runner = CliRunner()
@@ -170,6 +171,23 @@ def test_a_greeting_with_a_question_gets_the_answer_not_small_talk(real_pipeline
         reply = real_pipeline.ask(message)
         assert reply.kind == "smalltalk" and "what the studies found" in reply.answer, message
     assert real_pipeline.ask("what can you tell me about the side effects").kind == "answer"
+
+
+@pytest.mark.real_model
+def test_a_first_message_is_read_as_its_query_says_it(real_pipeline: Pipeline) -> None:
+    """ "does it work" is "does ketamine work" (a card's own phrasing): the message on its own is read that way too,
+    not as the bare "does it work", which was closer to a card on how long effects last."""
+    question = real_pipeline.question_for("does it work")
+    assert question.query == "does ketamine work"
+    features = {card.id: f for card, f, _ in real_pipeline.card_matcher.candidates(question)}
+    works = features["does-ketamine-work-for-bpd"]
+    assert works["closest_message"] == works["closest"]
+    assert real_pipeline.ask("does it work").answerer == "card:does-ketamine-work-for-bpd"
+    # A follow-up's own words are still read apart from the turns its query borrows.
+    history = [Message(role="user", content="what is midazolam"), Message(role="assistant", content="A sedative [1].")]
+    follow_up = real_pipeline.question_for("is it safe", history)
+    rows = {card.id: f for card, f, _ in real_pipeline.card_matcher.candidates(follow_up)}
+    assert rows["is-ketamine-safe"]["closest_message"] != rows["is-ketamine-safe"]["closest"]
 
 
 @pytest.mark.real_model

@@ -201,7 +201,11 @@ class CardMatcher:
     def features(self, question: Question) -> list[dict[str, float]]:
         """The matcher's features of every card for the question (in card order)."""
         closest, content = self._similarities(question.query)
-        closest_message = self._similarities(question.text)[0] if question.text != question.query else closest
+        # The message on its own, as typed: a follow-up's own words, apart from the turns its query borrows. A first
+        # message has nothing to borrow, and its query is its own words spelled out ("does it work" is "does
+        # ketamine work"), so both read the query.
+        own = question.text if question.history else question.query
+        closest_message = self._similarities(own)[0] if own != question.query else closest
         words = self._words(question.query, self._card_terms)
 
         def lead(values: np.ndarray) -> np.ndarray:
