@@ -19,6 +19,7 @@ from bpd_rag.pipeline import Pipeline, build_pipeline
 from bpd_rag.prompts import default_prompts_dir, load_crisis_texts, load_prompt
 from bpd_rag.replies import DOSE, Replies, renumbered, without_doses
 from bpd_rag.safety import SafetyGuard, ensure_safe_to_serve
+from bpd_rag.safety.guard import ConversationRisk
 from bpd_rag.safety.language import Language
 from bpd_rag.safety.risk import HEADS, LEXICAL_BUCKETS, MIXED, Head, Reading, RiskModel, RiskReader
 from bpd_rag.settings import AnswerSettings, Settings
@@ -494,6 +495,14 @@ def test_a_question_over_the_concern_threshold_read_as_an_overdose_gets_the_cris
     # Read as an overdose but asking for personal advice: still the refusal (with the resources).
     monkeypatch.setattr(guard, "read", lambda *_: readings["overdose"])
     assert guard.assess("how do i come off my quetiapine").action == "refuse"
+    # Over the concern threshold but read as most likely without risk: not "troubled", unless read as about means
+    # or the conversation showed risk before (then a question that finds nothing gets the distress reply).
+    calm = Reading(crisis=0.3, concern=1.2, kind="other", troubled=False)
+    monkeypatch.setattr(guard, "read", lambda *_: calm)
+    assert guard.assess(message).troubled is False
+    assert guard.assess(message, conversation=ConversationRisk(concern=True)).troubled is True
+    monkeypatch.setattr(guard, "read", lambda *_: Reading(crisis=0.3, concern=1.2, kind="method", troubled=False))
+    assert guard.assess(message).troubled is True
 
 
 def test_a_question_that_finds_nothing_gets_the_distress_reply_only_when_it_reads_as_distress() -> None:

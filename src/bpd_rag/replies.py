@@ -183,7 +183,8 @@ class Replies:
         Nothing found for a message that reads as distress or crisis: the warm distress reply alone, never "could
         not find an answer" (distress is often asked as a question). A question the model reads as most likely
         without risk ("what's the weather in Paris tomorrow") keeps its "nothing found" reply after the check-in.
-        A reply to a risky message never states an amount of a drug.
+        A reply in this tier never states an amount of a drug, even to a message read as most likely without risk
+        (on dev, 6 of 58 crisis messages at this tier were read that way, one an overdose that had happened).
         """
         if answer.kind == "no_answer" and decision.troubled:
             return self.support(decision)

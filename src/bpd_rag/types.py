@@ -252,8 +252,9 @@ class SafetyDecision(BaseModel):
     )
     troubled: bool = Field(
         default=True,
-        description="Concern: the message itself reads as distress or crisis (False: over the concern threshold, "
-        "but most likely without risk, so a question that finds nothing gets the check-in, not the distress reply).",
+        description="Concern: the message reads as distress or crisis or about means, or the conversation showed "
+        "risk before (False: over the concern threshold but most likely without risk, so a question that finds "
+        "nothing gets the check-in and 'nothing found' rather than the distress reply).",
     )
 
 

@@ -169,7 +169,10 @@ class SafetyGuard:
         # Risk accumulates: once a turn of this conversation showed a risk signal, later replies keep the
         # resources (concern) even when the later turn is harmless alone.
         earlier_concern = conversation is not None and conversation.concern
-        base = SafetyDecision(language=language, turn_risk=reading.crisis, troubled=reading.troubled)
+        # Read as distress or crisis, or about means, or in a conversation that already showed risk: the concern
+        # tier's reply to a question that finds nothing is the distress reply, not "nothing found".
+        troubled = reading.troubled or reading.kind == "method" or raised or earlier_concern
+        base = SafetyDecision(language=language, turn_risk=reading.crisis, troubled=troubled)
         if raised and (self.facilitation.search(normalised) or reading.concern >= 1.0):
             return base.model_copy(
                 update={"action": "crisis", "risk": "crisis", "category": "followup", "reason": "risk after a crisis"}
