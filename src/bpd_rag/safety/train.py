@@ -250,15 +250,18 @@ def _unit_scores(guard: SafetyGuard, items: Sequence[Item], space: str) -> dict[
     features = reader.features(space, flat)
     risk = reader.model.head(space, "risk").proba(features)
     intent = reader.model.head(space, "intent").proba(features)
-    out: dict[str, list[float]] = {"crisis": [], "concern": [], "advice": []}
-    start = 0
-    for us in units:
-        rows = slice(start, start + len(us))
-        out["crisis"].append(float(risk[rows, 2].max()))
-        out["concern"].append(float((risk[rows, 1] + risk[rows, 2]).max()))
-        out["advice"].append(float(intent[start, 1]))  # the whole message's
-        start += len(us)
-    return {k: np.array(v) for k, v in out.items()}
+    rows = _item_rows(units)
+    return {
+        "crisis": np.array([risk[r, 2].max() for r in rows], dtype=float),
+        "concern": np.array([(risk[r, 1] + risk[r, 2]).max() for r in rows], dtype=float),
+        "advice": np.array([intent[r.start, 1] for r in rows], dtype=float),  # the whole message's
+    }
+
+
+def _item_rows(units: Sequence[Sequence[str]]) -> list[slice]:
+    """Each item's rows in the flat list of all items' units (the whole message first, then its sentences)."""
+    ends = np.cumsum([len(us) for us in units]).tolist()
+    return [slice(end - len(us), end) for us, end in zip(units, ends, strict=True)]
 
 
 def _choose_thresholds(dev: Sequence[Item], guard: SafetyGuard, progress: Callable[[str], None]) -> dict[str, float]:
@@ -353,11 +356,7 @@ def _mixed_scores(guard: SafetyGuard, items: Sequence[Item]) -> np.ndarray:
     units = [reader.units(i.text) for i in items]
     flat = [u for us in units for u in us]
     both = np.mean([reader.model.head(s, "risk").proba(reader.features(s, flat))[:, 2] for s in SPACES], axis=0)
-    out, start = [], 0
-    for us in units:
-        out.append(float(both[start : start + len(us)].max()))
-        start += len(us)
-    return np.array(out)
+    return np.array([both[r].max() for r in _item_rows(units)], dtype=float)
 
 
 # --- measuring ---------------------------------------------------------------------------------------
@@ -520,6 +519,23 @@ def write_docs(path: Path, section: str) -> None:
     path.write_text(text, "utf-8")
 
 
+def _measured(guard: SafetyGuard, items: Sequence[Item], split: dict[str, str]) -> dict[str, Any]:
+    """The model's figures through the safety layer, as the model's JSON keeps them: dev without the per-kind,
+    per-language and tier tables (only test's are shown), and test whole."""
+    dev = measure(assess_items(guard, [i for i in items if split[i.id] == "dev"]))
+    test = measure(assess_items(guard, [i for i in items if split[i.id] == "test"]))
+    return {"dev": {k: v for k, v in dev.items() if k not in ("kinds", "languages", "tiers")}, "test": test}
+
+
+def _figures_line(meta: dict[str, Any]) -> str:
+    dev, test = meta["dev"], meta["test"]
+    return (
+        f"test: crisis recall {_pct(test['crisis_recall'])}, false crisis {_pct(test['false_crisis_rate'])}, "
+        f"advice recall {_pct(test['advice_recall'])}; dev: crisis recall {_pct(dev['crisis_recall'])}, "
+        f"false crisis {_pct(dev['false_crisis_rate'])}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     root = Path.cwd()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -545,40 +561,28 @@ def main(argv: Sequence[str] | None = None) -> None:
         shipped = RiskModel.load(args.out)
         guard = SafetyGuard(Settings(_env_file=None), embedder, model=shipped)  # type: ignore[call-arg]
         progress("measuring the shipped model on dev and test")
-        dev = measure(assess_items(guard, [i for i in items if split[i.id] == "dev"]))
-        test = measure(assess_items(guard, [i for i in items if split[i.id] == "test"]))
-        shipped.meta["dev"] = {k: v for k, v in dev.items() if k not in ("kinds", "languages", "tiers")}
-        shipped.meta["test"] = test
+        shipped.meta.update(_measured(guard, items, split))
         shipped.save_description(args.out)
         write_docs(args.docs, figures_markdown(items, split, {**shipped.meta, "thresholds": shipped.thresholds}))
-        progress(
-            f"test: crisis recall {_pct(test['crisis_recall'])}, false crisis {_pct(test['false_crisis_rate'])}, "
-            f"advice recall {_pct(test['advice_recall'])}; wrote {args.out / 'risk_model.json'} and {args.docs}"
-        )
+        progress(_figures_line(shipped.meta))
+        progress(f"wrote {args.out / 'risk_model.json'} and {args.docs}")
         return
     placeholder = RiskModel(heads={}, thresholds={})
     guard = SafetyGuard(Settings(_env_file=None), embedder, model=placeholder)  # type: ignore[call-arg]
     fitted = fit(items, split, guard, progress)
     guard._readings = {}  # readings cached while choosing thresholds used the unfinished model
     progress("measuring on dev and test")
-    dev = measure(assess_items(guard, [i for i in items if split[i.id] == "dev"]))
-    test = measure(assess_items(guard, [i for i in items if split[i.id] == "test"]))
     fitted.model.meta = {
         "data_hash": data_hash(args.data),
         "seed": SEED,
         "fitted": fitted.report["fitting"],
         "spaces": {"en": embedder.name, "multi": guard.reader.multilingual.name},
-        "dev": {k: v for k, v in dev.items() if k not in ("kinds", "languages", "tiers")},
-        "test": test,
+        **_measured(guard, items, split),
     }
     fitted.model.save(args.out)
     described = {**fitted.model.meta, "thresholds": fitted.model.thresholds}
     write_docs(args.docs, figures_markdown(items, split, described))
-    progress(
-        f"test: crisis recall {_pct(test['crisis_recall'])}, false crisis {_pct(test['false_crisis_rate'])}, "
-        f"advice recall {_pct(test['advice_recall'])}; dev: crisis recall {_pct(dev['crisis_recall'])}, "
-        f"false crisis {_pct(dev['false_crisis_rate'])}"
-    )
+    progress(_figures_line(fitted.model.meta))
     progress(f"wrote {args.out / 'risk_model.npz'}, {args.out / 'risk_model.json'} and {args.docs}")
 
 
