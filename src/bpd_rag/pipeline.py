@@ -248,6 +248,9 @@ class Pipeline:
             answer = self.with_evidence(
                 self.replies.advice_refusal(self._general_information(message, decision), decision.language)
             )
+        elif decision.statement:
+            # Told of a diagnosis, nothing asked: what the bot can share, not a card on whatever the words match.
+            answer = self.replies.statement()
         elif decision.risk == "concern" and not looks_like_question(message):
             # Distress told, nothing asked: no search, no "could not find"; a short greeting or goodbye gets the
             # resources without having distress read into it.

@@ -60,6 +60,7 @@ class Replies:
         self.no_answer_text = load_prompt(prompts_dir, "no_answer.txt")
         smalltalk = load_yaml(prompts_dir, "smalltalk.yaml")
         self.smalltalk_default = str(smalltalk.get("default", ""))
+        self.statement_text = str(smalltalk.get("statement", "")) or self.smalltalk_default
         try:
             self.smalltalk_kinds = [
                 (re.compile(str(k["match"])), str(k["reply"])) for k in smalltalk.get("kinds") or []
@@ -154,6 +155,12 @@ class Replies:
             return None
         text = reply or self.smalltalk_default
         return Answer(kind="smalltalk", statements=[Statement(kind="info", text=text)], answerer=self.name)
+
+    def statement(self) -> Answer:
+        """The reply to a message that only tells of a diagnosis ("my son was just diagnosed with bpd")."""
+        return Answer(
+            kind="smalltalk", statements=[Statement(kind="info", text=self.statement_text)], answerer=self.name
+        )
 
     def no_answer(self, answerer: str) -> Answer:
         """Nothing in the sources answers the question."""

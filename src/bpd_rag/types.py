@@ -247,6 +247,9 @@ class SafetyDecision(BaseModel):
     )
     footer: bool = Field(default=False, description="The message is about a risk topic: show the resources' footer.")
     smalltalk: bool = Field(default=False, description="A greeting, thanks or goodbye rather than a question.")
+    statement: bool = Field(
+        default=False, description="The message only tells of a diagnosis (one's own or someone's) and asks nothing."
+    )
     turn_risk: float = Field(
         default=0.0, description="The model's crisis score of this message (1.0 is the threshold), kept per turn."
     )

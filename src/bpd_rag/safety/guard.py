@@ -124,6 +124,10 @@ class SafetyGuard:
             (str(t["topic"]), compile_regex(str(t["regex"]), f"advice_patterns.yaml topic {t.get('topic')}"))
             for t in advice_extra.get("topics") or []
         ]
+        self.statements = [
+            compile_regex(str(regex), "advice_patterns.yaml statements")
+            for regex in advice_extra.get("statements") or []
+        ]
         injection_rules, _ = load_rules(data_dir / "injection_patterns.yaml")
         self.message_injection = [r for r in injection_rules if r.where in ("message", "both")]
         self.document_injection = [r for r in injection_rules if r.where in ("document", "both")]
@@ -194,7 +198,9 @@ class SafetyGuard:
                     update={"action": "refuse", "risk": risk, "category": "injection", "reason": reason}
                 )
         advice = next((rule for rule in self.advice_rules if rule.regex.search(normalised)), None)
-        if advice is not None or reading.advice >= 1.0:
+        # Only telling the bot about a diagnosis asks for nothing: the model's reading of advice does not count.
+        statement = any(regex.search(normalised.strip()) for regex in self.statements)
+        if advice is not None or (reading.advice >= 1.0 and not statement):
             topic = advice.category if advice is not None else self._advice_topic(normalised)
             return base.model_copy(
                 update={
@@ -215,7 +221,13 @@ class SafetyGuard:
             )
         leaning = self.language.leaning(message) if language == "en" else ""
         return base.model_copy(
-            update={"risk": risk, "footer": footer, "smalltalk": reading.smalltalk >= 0.5, "leaning": leaning}
+            update={
+                "risk": risk,
+                "footer": footer,
+                "smalltalk": reading.smalltalk >= 0.5,
+                "statement": statement,
+                "leaning": leaning,
+            }
         )
 
     def _crisis(self, message: str, normalised: str, reading: Reading, language: str) -> SafetyDecision | None:
