@@ -24,6 +24,7 @@ from bpd_rag.types import Answer, Message, ReplyReview, RiskTier, SafetyDecision
 
 _CACHE_LIMIT = 4096
 _SCANNED_SUFFIXES = (".md", ".txt")  # files whose lines are the document's lines, so line numbers match
+_ASKED_WORDS = 2  # fewer words after a told diagnosis ("i have bpd too") ask nothing
 _LEAK_MIN_CHARS = 40  # a copied line of the system prompt this long is a leak, not a coincidence
 
 
@@ -199,8 +200,12 @@ class SafetyGuard:
                 )
         advice = next((rule for rule in self.advice_rules if rule.regex.search(normalised)), None)
         # Only telling the bot about a diagnosis asks for nothing: the model's reading of advice does not count.
-        statement = any(regex.search(normalised.strip()) for regex in self.statements)
-        if advice is not None or (reading.advice >= 1.0 and not statement):
+        told = _told_of_diagnosis(normalised, self.statements)
+        statement = told is not None and not told
+        # What is asked after a told diagnosis is what the advice reading is about.
+        asked = self.read(told, language) if told else reading
+        asks_advice = asked.advice >= 1.0 and not statement
+        if advice is not None or asks_advice:
             topic = advice.category if advice is not None else self._advice_topic(normalised)
             return base.model_copy(
                 update={
@@ -346,6 +351,18 @@ def _known_words() -> frozenset[str]:
 
 def _user_turns(history: Sequence[Message]) -> list[Message]:
     return [m for m in history if m.role == "user" and m.content.strip()]
+
+
+def _told_of_diagnosis(normalised: str, statements: Sequence[re.Pattern[str]]) -> str | None:
+    """What a message asks after telling of a diagnosis ("" when it only tells of one; None when it does not
+    start by telling of one)."""
+    text = normalised.strip()
+    for regex in statements:
+        found = regex.match(text)
+        if found is not None and (found.end() == len(text) or text[found.end()] == " "):
+            rest = text[found.end() :].strip()
+            return rest if len(rest.split()) >= _ASKED_WORDS else ""
+    return None
 
 
 def _general_questions(extra: dict[str, object]) -> dict[str, str]:
