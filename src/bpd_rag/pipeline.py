@@ -70,6 +70,9 @@ _PREMISES = (
 )
 # A shorter premise ("since last week") names no topic a card could settle.
 _PREMISE_WORDS = 3
+# Refusals whose general information is the card for their general question, before any card for the person's
+# own words: "can my wife get ketamine" asks who can get it, and the card its words matched was about mood.
+_GENERAL_CARD_FIRST = frozenset({"access"})
 
 
 class Pipeline:
@@ -347,13 +350,17 @@ class Pipeline:
         # The question sentences of the message ("I weigh 70 kg. How much ...?" -> "How much ...?").
         asked = " ".join(s for s in split_sentences(message) if s.endswith("?")) or message
         self._follow_index()
+        if decision.category in _GENERAL_CARD_FIRST:
+            general_card = self.card_matcher.match(self.question_for(decision.general_question))
+            if general_card is not None:
+                return self.with_evidence(self.card_matcher.answer(general_card))
         match = self.card_matcher.match(self.question_for(asked))  # a reviewed card on what was asked, if one fits
         if match is not None and match.card.kind == "answer":
-            return self.card_matcher.answer(match)
+            return self.with_evidence(self.card_matcher.answer(match))
         general = self.lookup(decision.general_question)
         if general.kind != "answer":
             general = self.lookup(asked)
-        return general
+        return self.with_evidence(general)
 
     def warm_up(self) -> None:
         """Ready the safety checks, then load the index (raises IndexMissingError and the like, checks done)."""

@@ -46,6 +46,12 @@ def without_doses(answer: Answer) -> Answer:
     return out.model_copy(update={"statements": [s for s in out.statements if not DOSE.search(s.text)]})
 
 
+def without_advertising(answer: Answer) -> Answer:
+    """The answer without a clinic's advertising of its own services and the statements resting on it (its
+    citations must carry their kind of evidence)."""
+    return renumbered(answer, {c.id for c in answer.citations if c.evidence == "advertising"})
+
+
 class Replies:
     """The bot's own replies, from the prompts folder and the locale's crisis file."""
 
@@ -127,10 +133,19 @@ class Replies:
             answerer=self.name,
             language=language if localized else "en",
         )
-        if general is None or general.kind != "answer":
+        # A reviewed card that says the sources do not answer the general question still says what they do say
+        # near it ("The sources do not say who should get ketamine for BPD", "talk with a qualified provider").
+        if general is None or general.kind not in ("answer", "no_answer"):
             return answer
-        general = without_doses(general)
-        content = [s for s in general.statements if s.kind in ("quote", "plain", "conflict")]
+        if general.kind == "no_answer" and not general.answerer.startswith("card:"):
+            return answer
+        general = without_advertising(without_doses(general))
+        kinds = (
+            ("quote", "plain", "conflict", "info") if general.kind == "no_answer" else ("quote", "plain", "conflict")
+        )
+        if not any(s.kind in ("quote", "plain", "conflict") for s in general.statements):
+            return answer
+        content = [s for s in general.statements if s.kind in kinds]
         if not content:
             return answer
         return answer.model_copy(
