@@ -119,6 +119,10 @@ class SafetyGuard:
             "crisis_patterns.yaml facilitation_after_crisis",
         )
         self.overdose = compile_regex(str(crisis_extra.get("overdose", r"(?!)")), "crisis_patterns.yaml overdose")
+        self.risk_referents = compile_regex(
+            str(crisis_extra.get("risk_referents", r"(?!)")), "crisis_patterns.yaml risk_referents"
+        )
+        self.referring_words = _referring_words(crisis_extra.get("referring_words") or [])
         self.advice_rules, advice_extra = load_rules(data_dir / "advice_patterns.yaml")
         self.general_questions = _general_questions(advice_extra)
         self.advice_topics = [
@@ -181,6 +185,11 @@ class SafetyGuard:
         if raised and (self.facilitation.search(normalised) or reading.concern >= 1.0):
             return base.model_copy(
                 update={"action": "crisis", "risk": "crisis", "category": "followup", "reason": "risk after a crisis"}
+            )
+        owned = self._owned_risk(normalised, turns, language)
+        if owned is not None:
+            return base.model_copy(
+                update={"action": "crisis", "risk": "crisis", "category": owned[0], "reason": owned[1]}
             )
         if turns:
             window = [*(m.content[:TURN_CHARS] for m in turns[-(WINDOW_TURNS - 1) :]), message]
@@ -255,6 +264,27 @@ class SafetyGuard:
             language=language,
             turn_risk=reading.crisis,
         )
+
+    def _owned_risk(self, normalised: str, turns: Sequence[Message], language: str) -> tuple[str, str] | None:
+        """The crisis category and reason when the message reads as a crisis (a pattern, else the model) once the
+        words referring to a risk named in the previous user turn are replaced by it ("because mine are really
+        bad right now" -> "because my suicidal thoughts are really bad right now")."""
+        if not turns or not self.referring_words:
+            return None
+        named = self.risk_referents.findall(self.spelling.normalise(turns[-1].content[:TURN_CHARS]))
+        if not named:
+            return None
+        topic = named[-1]
+        resolved = normalised
+        for regex, becomes in self.referring_words:
+            resolved = regex.sub(becomes.replace("{topic}", topic), resolved)
+        if resolved == normalised:
+            return None
+        rule = self.patterns.match_normalised(resolved)
+        if rule is not None:
+            return rule.category, f"pattern {rule.id} on the risk named before"
+        score = self.read(resolved, language).crisis
+        return ("risk", f"model {score:.2f} on the risk named before") if score >= 1.0 else None
 
     def _earlier_turns(
         self, turns: Sequence[Message], conversation: ConversationRisk | None, language: str
@@ -363,6 +393,12 @@ def _told_of_diagnosis(normalised: str, statements: Sequence[re.Pattern[str]]) -
             rest = text[found.end() :].strip()
             return rest if len(rest.split()) >= _ASKED_WORDS else ""
     return None
+
+
+def _referring_words(items: object) -> list[tuple[re.Pattern[str], str]]:
+    if not isinstance(items, list) or not all(isinstance(i, dict) and "regex" in i and "becomes" in i for i in items):
+        raise ConfigurationError("crisis_patterns.yaml: referring_words must be a list of {regex, becomes}")
+    return [(compile_regex(str(i["regex"]), "crisis_patterns.yaml referring_words"), str(i["becomes"])) for i in items]
 
 
 def _general_questions(extra: dict[str, object]) -> dict[str, str]:
