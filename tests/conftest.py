@@ -22,6 +22,7 @@ from pathlib import Path  # noqa: E402
 from bpd_rag.embeddings import HashEmbedder, SentenceTransformerEmbedder  # noqa: E402
 from bpd_rag.pipeline import Pipeline  # noqa: E402
 from bpd_rag.settings import Settings  # noqa: E402
+from bpd_rag.types import Message  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
@@ -32,6 +33,11 @@ def write_doc(folder: Path, doc_id: str, body: str, title: str = "A test documen
     path = folder / f"{doc_id}.md"
     path.write_text(f'---\ntitle: "{title}"\nsource_type: "{source_type}"\n---\n\n{body}\n', encoding="utf-8")
     return path
+
+
+def exchange(question: str, answer: str) -> list[Message]:
+    """A conversation of one question and its answer, as a client sends it before the next message."""
+    return [Message(role="user", content=question), Message(role="assistant", content=answer)]
 
 
 def make_settings(tmp_path: Path, corpus_dir: Path, backend: str = "hash") -> Settings:

@@ -13,7 +13,7 @@ import pytest
 from bpd_rag.embeddings import SentenceTransformerEmbedder
 from bpd_rag.safety import SafetyGuard
 from bpd_rag.settings import Settings
-from bpd_rag.types import Message
+from tests.conftest import exchange
 
 pytestmark = pytest.mark.real_model
 
@@ -318,5 +318,4 @@ OWNED_RISK = [
 def test_a_risk_named_before_and_then_owned_is_read_as_the_writers(
     guard: SafetyGuard, before: str, message: str, action: str
 ) -> None:
-    history = [Message(role="user", content=before), Message(role="assistant", content="an answer")]
-    assert guard.assess(message, history).action == action, message
+    assert guard.assess(message, exchange(before, "an answer")).action == action, message
