@@ -248,9 +248,8 @@ class Pipeline:
         if decision.action == "refuse" and decision.category == "injection":
             answer = self.replies.injection()
         elif decision.action == "refuse":
-            answer = self.with_evidence(
-                self.replies.advice_refusal(self._general_information(message, decision), decision.language)
-            )
+            # The general information's citations already carry their kind of evidence (_general_information).
+            answer = self.replies.advice_refusal(self._general_information(message, decision), decision.language)
         elif decision.statement:
             # Told of a diagnosis, nothing asked: what the bot can share, not a card on whatever the words match.
             answer = self.replies.statement()
@@ -344,7 +343,8 @@ class Pipeline:
         return answer.model_copy(update={"citations": citations})
 
     def _general_information(self, message: str, decision: SafetyDecision) -> Answer | None:
-        """What the sources say in general terms beside a refusal of advice (no LLM, no safety layer)."""
+        """What the sources say in general terms beside a refusal of advice (no LLM, no safety layer), its citations
+        marked with their kind of evidence."""
         if decision.general_question is None:
             return None
         # The question sentences of the message ("I weigh 70 kg. How much ...?" -> "How much ...?").

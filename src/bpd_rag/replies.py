@@ -140,14 +140,11 @@ class Replies:
         if general.kind == "no_answer" and not general.answerer.startswith("card:"):
             return answer
         general = without_advertising(without_doses(general))
-        kinds = (
-            ("quote", "plain", "conflict", "info") if general.kind == "no_answer" else ("quote", "plain", "conflict")
-        )
-        if not any(s.kind in ("quote", "plain", "conflict") for s in general.statements):
+        sourced = ("quote", "plain", "conflict")
+        if not any(s.kind in sourced for s in general.statements):
             return answer
+        kinds = (*sourced, "info") if general.kind == "no_answer" else sourced  # a card's "not in the sources"
         content = [s for s in general.statements if s.kind in kinds]
-        if not content:
-            return answer
         return answer.model_copy(
             update={
                 "statements": [*statements, Statement(kind="info", text=introduction), *content],
