@@ -167,7 +167,7 @@ def test_a_greeting_with_a_question_gets_the_answer_not_small_talk(real_pipeline
     # most of the softmax at a cosine of 0.14: no card is served below the matcher's floor.
     assert real_pipeline.ask("are you a real person").kind == "smalltalk"
     # "What can you do" is about the bot, not a question for the sources: what it can help with, not "not found".
-    for message in ("what can you do", "hey what can u help with", "what can i ask"):
+    for message in ("what can you do", "hey what can u help with", "what can i ask", "what can u tell me"):
         reply = real_pipeline.ask(message)
         assert reply.kind == "smalltalk" and "what the studies found" in reply.answer, message
     assert real_pipeline.ask("what can you tell me about the side effects").kind == "answer"
@@ -216,3 +216,11 @@ def test_a_question_resting_on_a_false_premise_gets_the_card_on_the_premise(real
     answer = real_pipeline.ask("since ketamine is already fda approved for bpd why is it so hard to get")
     assert answer.answerer == "card:fda-approval" and answer.answer.startswith("No, ketamine is not yet approved")
     assert real_pipeline.ask("ketamine was only invented recently, right?").answerer == "card:ketamine-history"
+
+
+@pytest.mark.real_model
+def test_a_premise_heard_from_someone_is_read_as_the_claim_itself(real_pipeline: Pipeline) -> None:
+    """Who said it ("i read online", "i heard on tiktok") is left out of the premise, and a premise may end its own
+    sentence before "is that true": the claim is what a card settles."""
+    assert real_pipeline.ask("i read online it cures bpd is that true").answerer == "card:is-ketamine-a-cure"
+    assert real_pipeline.ask("i heard on tiktok that its super addictive. is that true").answerer == "card:addiction"

@@ -66,7 +66,15 @@ _OPENING_WORDS = 3
 # few years ago, right?"). The card on the premise says whether it holds.
 _PREMISES = (
     re.compile(r"\b(?:since|because|given that|now that|considering that)\s+([^,?.;!]+)", re.I),
-    re.compile(r"([^.?!;]+?),?\s+(?:right|correct|isn'?t it|is that true|true)\s*[?.!]*\s*(?:$|[.?!])", re.I),
+    re.compile(r"([^.?!;]+?)[,.]?\s+(?:right|correct|isn'?t it|is that true|true)\s*[?.!]*\s*(?:$|[.?!])", re.I),
+)
+# Who said the premise is not what it is about: "i read online it cures bpd, is that true" asks whether ketamine
+# cures BPD, and the words "i read online" drew the card away from the claim.
+_HEARSAY = re.compile(
+    r"^\s*(?:(?:i|we)\s+(?:read|heard|saw|was told)|(?:some|any)(?:one|body)\s+(?:said|told me|says)|"
+    r"(?:my|a|the)\s+\w+\s+(?:said|says|told me|thinks|claims))"
+    r"(?:\s+(?:online|somewhere|on \w+|in \w+|from \w+))?(?:\s+that)?\s+",
+    re.I,
 )
 # A shorter premise ("since last week") names no topic a card could settle.
 _PREMISE_WORDS = 3
@@ -320,7 +328,9 @@ class Pipeline:
             match = self.card_matcher.match(self.question_for(asked, question.history))
             if match is not None:
                 return match
-        premises = [m.group(1).strip() for pattern in _PREMISES for m in pattern.finditer(question.text)]
+        premises = [
+            _HEARSAY.sub("", m.group(1)).strip() for pattern in _PREMISES for m in pattern.finditer(question.text)
+        ]
         found = [
             self.card_matcher.match(self.question_for(premise, question.history))
             for premise in premises

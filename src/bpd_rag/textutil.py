@@ -504,10 +504,19 @@ _LEAD_INS = frozenset(
 )
 
 
+# A question about the treatment run on after a statement with no comma: "my son has bpd and cuts himself will
+# ketamine stop that". An auxiliary followed by the treatment as its subject only asks ("ketamine will help" and
+# "it can be hard" put the subject first).
+_ASKS_ABOUT_TREATMENT = re.compile(
+    r"\b(?:will|would|can|could|does|do|did|is|should)\s+(?:the\s+)?(?:ketamine|esketamine|spravato|infusions?)\b",
+    re.I,
+)
+
+
 def looks_like_question(text: str) -> bool:
-    """Whether a message asks something: a question mark, or a clause that starts with a question word (after
-    lead-ins such as "and", "so", "wait")."""
-    if "?" in text or "¿" in text:
+    """Whether a message asks something: a question mark, a clause that starts with a question word (after
+    lead-ins such as "and", "so", "wait"), or an auxiliary with the treatment as its subject anywhere."""
+    if "?" in text or "¿" in text or _ASKS_ABOUT_TREATMENT.search(text):
         return True
     for clause in re.split(r"[.,;:!\n]+", text.lower()):
         words = [w.strip("\"'¡()") for w in clause.split()]
