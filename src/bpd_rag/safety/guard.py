@@ -133,6 +133,11 @@ class SafetyGuard:
             compile_regex(str(regex), "advice_patterns.yaml statements")
             for regex in advice_extra.get("statements") or []
         ]
+        self.about_groups = [
+            compile_regex(str(regex), "advice_patterns.yaml about_groups")
+            for regex in advice_extra.get("about_groups") or []
+        ]
+        self.personal = compile_regex(str(advice_extra.get("personal", r"(?!)")), "advice_patterns.yaml personal")
         injection_rules, _ = load_rules(data_dir / "injection_patterns.yaml")
         self.message_injection = [r for r in injection_rules if r.where in ("message", "both")]
         self.document_injection = [r for r in injection_rules if r.where in ("document", "both")]
@@ -213,7 +218,9 @@ class SafetyGuard:
         statement = told is not None and not told
         # What is asked after a told diagnosis is what the advice reading is about.
         asked = self.read(told, language) if told else reading
-        asks_advice = asked.advice >= 1.0 and not statement
+        # A question about a group ("can kids get ketamine") is not refused on the model's reading alone.
+        general = self._about_a_group(told or normalised)
+        asks_advice = asked.advice >= 1.0 and not statement and not general
         if advice is not None or asks_advice:
             topic = advice.category if advice is not None else self._advice_topic(normalised)
             return base.model_copy(
@@ -243,6 +250,12 @@ class SafetyGuard:
                 "leaning": leaning,
             }
         )
+
+    def _about_a_group(self, normalised: str) -> bool:
+        """Whether the message asks about a group of people or what the treatment is for, saying nothing of the
+        person asking or anyone close to them (advice_patterns.yaml about_groups)."""
+        text = normalised.strip()
+        return not self.personal.search(text) and any(regex.match(text) for regex in self.about_groups)
 
     def _crisis(self, message: str, normalised: str, reading: Reading, language: str) -> SafetyDecision | None:
         """A crisis decision when a reviewed pattern or the model finds current risk in the message."""
