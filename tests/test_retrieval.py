@@ -51,6 +51,27 @@ def test_follow_up_borrows_the_lead_of_the_answer_it_follows() -> None:
     ]
     lead = "It is usually given in a clinic."
     assert resolve_query("is that safe tho", served) == f"can u do it at home {lead} is that safe tho"
+    # The source named before a quote is not part of the lead (a follow-up's query went to the card on that source),
+    # and a long clause before a colon is the answer itself.
+    sourced = [
+        Message(role="user", content="how many ppl"),
+        Message(
+            role="assistant",
+            content="Here is what the sources say:\n- Clinic's claim — Ketamine for BPD: Pros And Cons of This "
+            "Medication (clinic blog): Ketamine is a mixture of two forms. [1]",
+        ),
+    ]
+    assert (
+        resolve_query("and the other article?", sourced)
+        == "how many ppl Ketamine is a mixture of two forms. and the other article?"
+    )
+    early = [
+        Message(role="user", content="does it work"),
+        Message(
+            role="assistant", content="It is too early to say whether ketamine works for BPD: the trial was small. [1]"
+        ),
+    ]
+    assert "too early to say whether ketamine works for BPD: the trial" in resolve_query("why", early)
 
 
 def test_hybrid_retrieval_ranks_the_passage_with_both_signals(hash_pipeline) -> None:  # type: ignore[no-untyped-def]

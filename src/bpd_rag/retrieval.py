@@ -88,8 +88,11 @@ _MARKER = re.compile(r"\s*\[\d+\]")
 _LEADING_MARKERS = re.compile(r"^(?:\s*\[\d+\])+")
 # How much of the bot's last answer a follow-up borrows.
 _ANSWER_WORDS = 30
-# An answer's opening before its first quote or statement ("Here is what the sources say: ", "Note: ").
-_OPENING = re.compile(r"^[^:\[]{0,60}:\s+")
+# An answer's opening before its first quote or statement: a short label ("Note: ", "Here is what the sources
+# say: ") or a quote's source ("Small randomized trial — Philadelphia Integrative Psychiatry (clinic blog): "). A
+# longer clause before a colon is the answer itself ("It is too early to say whether ketamine works for BPD: the
+# research is early"), and a source's name in a follow-up's query drew it to the card on that source.
+_OPENING = re.compile(r"^(?:[^\[]{0,160}? — [^\[]{0,160}?\([a-z' ]{3,30}\)|(?:[^\s:\[]+\s+){0,5}[^\s:\[]+):\s+")
 
 
 def answer_lead(history: Sequence[Message]) -> str:
