@@ -230,3 +230,50 @@ def test_eval_with_an_unknown_category_lists_the_known_ones(tmp_path: Path, inge
     result = runner.invoke(app, ["eval", "--category", "facts"], env=_env(ingested))
     assert result.exit_code == 1
     assert "Unknown categories ['facts']" in result.output and "'fact'" in result.output
+
+
+def test_own_histories_replace_the_gold_summaries_with_the_bots_replies() -> None:
+    """Each assistant turn becomes the target's reply to the user turns before it; an item without one is kept."""
+    from bpd_rag.evaluation.runner import with_own_histories
+
+    asked: list[tuple[str, int]] = []
+
+    def reply(message: str, history: list[Message]) -> str:
+        asked.append((message, len(history)))
+        return f"reply to {message} [1]"
+
+    follow_up = GoldItem(
+        id="mt",
+        category="patient_multi_turn",
+        question="and after that?",
+        history=[
+            Message(role="user", content="first"),
+            Message(role="assistant", content="Short summary [1]."),
+            Message(role="user", content="second"),
+            Message(role="assistant", content="Another summary [1]."),
+        ],
+        expected_kind="answer",
+    )
+    alone = GoldItem(id="one", category="patient", question="what is bpd", expected_kind="answer")
+    out = with_own_histories([follow_up, alone], reply)
+    assert [m.content for m in out[0].history] == ["first", "reply to first [1]", "second", "reply to second [1]"]
+    assert asked == [("first", 0), ("second", 2)]  # each reply sees the turns before it, as the widget sends them
+    assert out[0].question == "and after that?" and out[1] is alone
+    assert follow_up.history[1].content == "Short summary [1]."  # the gold item itself is not changed
+
+
+def test_eval_against_a_server_with_its_own_histories(
+    tmp_path: Path, ingested: Pipeline, server: ChatServer, items: list[GoldItem]
+) -> None:
+    """--own-histories asks the server the earlier user turns first and sends its replies back as the history."""
+    multi = next(i for i in items if i.id == "multi-pip-control-group")
+    args = ["eval", "--against", server.url, "--gold", str(_gold(tmp_path, [multi])), "--split", "all", "--json"]
+    args += ["--own-histories", "--out-dir", str(tmp_path / "reports")]
+    result = runner.invoke(app, args, env=_env(ingested))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["meta"]["histories"] == "the bot's own replies"
+    first, last = server.requests[0], server.requests[-1]
+    assert first["message"] == multi.history[0].content and first["history"] == []
+    sent = last["history"]
+    assert last["message"] == multi.question and sent[0]["content"] == multi.history[0].content
+    assert sent[1]["content"] != multi.history[1].content  # the server's reply, not the gold summary

@@ -25,11 +25,13 @@ from bpd_rag.evaluation.runner import (
     evaluate,
     load_items,
     scoring_context,
+    with_own_histories,
 )
 from bpd_rag.evaluation.scoring import METRICS
 from bpd_rag.evaluation.targets import Target
 from bpd_rag.evaluation.thresholds import check_thresholds, load_thresholds
 from bpd_rag.settings import Settings
+from bpd_rag.types import Message
 
 # What the evaluation needs beyond the bot itself: the `eval` extra of the package.
 _EVAL_MODULES = ("matplotlib", "textstat", "langchain_chroma", "langchain_text_splitters")
@@ -127,6 +129,14 @@ def eval_command(
         bool, typer.Option("--check", help="Exit with code 3 when a metric misses its threshold.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    own_histories: Annotated[
+        bool,
+        typer.Option(
+            "--own-histories",
+            help="Replace the assistant turns of each conversation with the bot's own replies to the turns before "
+            "them (as the widget sends them back), instead of the gold set's short summaries.",
+        ),
+    ] = False,
 ) -> None:
     """Evaluate answers against the gold set: retrieval, reply kinds, citations, phrases, readability, latency."""
     missing = [m for m in _EVAL_MODULES if importlib.util.find_spec(m) is None]
@@ -148,6 +158,7 @@ def eval_command(
             thresholds,
             out_dir,
             category or [],
+            own_histories,
         )
     except BpdRagError as exc:
         raise _fail(str(exc)) from exc
@@ -170,6 +181,7 @@ def _evaluate(
     thresholds_path: Path,
     out_dir: Path,
     categories: list[str],
+    own_histories: bool = False,
 ) -> tuple[dict[str, Any], Path]:
     from bpd_rag.embeddings import build_embedder
     from bpd_rag.pipeline import build_pipeline
@@ -187,7 +199,12 @@ def _evaluate(
         from bpd_rag.evaluation.targets import HttpTarget
 
         embedder = build_embedder(settings.embedding)
-        target = HttpTarget(against, timeout_s=max(60.0, settings.llm.timeout_s * 2))
+        http = HttpTarget(against, timeout_s=max(60.0, settings.llm.timeout_s * 2))
+        target = http
+
+        def reply(message: str, history: list[Message]) -> str:
+            return http.chat(message, history)[0].answer
+
         safety_layer = None
     else:
         from bpd_rag.evaluation.targets import PipelineTarget
@@ -195,10 +212,15 @@ def _evaluate(
         pipeline = build_pipeline(settings)
         embedder = pipeline.embedder
         target = PipelineTarget(pipeline)
+
+        def reply(message: str, history: list[Message]) -> str:
+            return pipeline.ask(message, history).answer
+
         safety_layer = pipeline.guard is not None
     scorer = default_scorer(embedder)
     ctx = scoring_context(settings, scorer, judge, safety_layer)
-    run = _run_with_progress("bpd-rag", lambda p: evaluate(items, target, ctx, p), len(items))
+    asked = with_own_histories(items, reply) if own_histories else items
+    run = _run_with_progress("bpd-rag", lambda p: evaluate(asked, target, ctx, p), len(items))
     baseline_run = None
     if with_baseline:
         from bpd_rag.evaluation.baseline import build_baseline
@@ -221,6 +243,7 @@ def _evaluate(
         "support_scorer": f"EmbeddingLexicalSupport ({embedder.name}), support ≥ {settings.answer.support_threshold}",
         "judge": getattr(judge, "name", None),
         "thresholds_file": str(thresholds_path),
+        "histories": "the bot's own replies" if own_histories else "the gold set's",
     }
     report = build_report(run, meta, check_thresholds(run.overall, limits), baseline_run)
     return report, write_report(report, out_dir)

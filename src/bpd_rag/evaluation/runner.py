@@ -26,6 +26,7 @@ from bpd_rag.evaluation.scoring import (
 from bpd_rag.evaluation.targets import Target
 from bpd_rag.settings import Settings
 from bpd_rag.support import EmbeddingLexicalSupport, SupportScorer
+from bpd_rag.types import Message
 
 # (items done, items in all, id of the item just done): for progress bars.
 Progress = Callable[[int, int, str], None]
@@ -133,6 +134,24 @@ def evaluate(
         if progress is not None:
             progress(done, len(items), item.id)
     return EvalRun.of(target, scores)
+
+
+def with_own_histories(items: Sequence[GoldItem], reply: Callable[[str, list[Message]], str]) -> list[GoldItem]:
+    """The items with each assistant turn of their history replaced by what the target itself replies to the
+    user turns before it, as the widget sends its conversation back. A gold history is a short summary of a
+    reply ("Four infusions over two weeks [1]."); the product's own reply is longer and names its sources, and
+    follow-ups are resolved against it."""
+    out = []
+    for item in items:
+        if not any(m.role == "assistant" for m in item.history):
+            out.append(item)
+            continue
+        history: list[Message] = []
+        for turn in item.history:
+            if turn.role == "user":
+                history = [*history, turn, Message(role="assistant", content=reply(turn.content, history))]
+        out.append(item.model_copy(update={"history": history}))
+    return out
 
 
 DEFAULT_GOLD = (Path("eval/gold.jsonl"), Path("eval/patient.jsonl"))
