@@ -133,3 +133,19 @@ def test_neighbours_follow_their_passage(hash_pipeline) -> None:  # type: ignore
     assert len(expanded) == 2
     assert expanded[1].neighbour_of == top[0].chunk.chunk_id
     assert (expanded[1].chunk.doc_id, expanded[1].chunk.index) == (top[0].chunk.doc_id, top[0].chunk.index + 1)
+
+
+def test_a_follow_up_that_points_at_the_last_reply_without_a_pronoun_borrows_it() -> None:
+    """ "the first one you listed" names nothing the sources are about: the previous turn and the reply's lead do."""
+    listed = [
+        Message(role="user", content="Which psychotherapies are used for BPD?"),
+        Message(role="assistant", content="Common types are DBT and CBT. [1]"),
+    ]
+    asked = "Has anyone suggested combining ketamine with the first one you listed?"
+    assert (
+        resolve_query(asked, listed) == f"Which psychotherapies are used for BPD? Common types are DBT and CBT. {asked}"
+    )
+    assert "DBT" in resolve_query("what did you mention about combining ketamine with therapy", listed)
+    # A question with words of its own and nothing pointing back stands alone.
+    alone = "Has anyone suggested combining ketamine with psychotherapy?"
+    assert resolve_query(alone, listed) == alone

@@ -35,6 +35,14 @@ if TYPE_CHECKING:
 _ANAPHORA = frozenset(
     ["it", "its", "that", "this", "these", "those", "they", "them", "their", "there", "he", "she", "his", "her", "such"]
 )
+# Words that point at the bot's last reply without a pronoun: "the first one you listed", "the other one", "what
+# you said about the dose".
+_POINTS_BACK = re.compile(
+    r"\b(?:you|u) (?:just )?(?:said|say|mentioned|mention|listed|list|wrote|named|quoted|described|meant|mean)\b|"
+    r"\bthe (?:first|second|third|fourth|last|other|second to last|same) "
+    r"(?:one|ones|thing|study|article|source|group)\b",
+    re.I,
+)
 # What a first message may name for "it" to refer to; without one of these, "it" is the chat's subject, ketamine.
 _SUBJECTS = frozenset(
     [
@@ -129,6 +137,7 @@ def resolve_query(question: str, history: Sequence[Message] = ()) -> str:
         question_words & _ANAPHORA
         or len(content) < 3
         or re.match(r"^\s*(and|what about|how about|also)\b", question, re.I)
+        or _POINTS_BACK.search(question)
     ):
         return " ".join(p for p in (previous[-1], answer_lead(history), question) if p)
     return question
