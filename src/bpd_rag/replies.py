@@ -11,8 +11,6 @@ from bpd_rag.errors import ConfigurationError
 from bpd_rag.prompts import CrisisLanguage, CrisisTexts, load_crisis_texts, load_prompt, load_yaml
 from bpd_rag.types import Answer, AnswerKind, Resource, SafetyDecision, Statement
 
-# An amount of a drug ("0.5 mg/kg", "40 mg", "2 ml"): a refusal of personal advice never carries one,
-# and neither does any reply to a crisis.
 # Small talk is short: a longer message has a question in it, even if it starts with "hi".
 _SMALLTALK_WORDS = 8
 # A greeting, thanks or goodbye that carries a risk signal gets the greeting check-in only when this short
@@ -20,6 +18,8 @@ _SMALLTALK_WORDS = 8
 # the crisis messages read as small talk without the crisis reply are farewells of 7 words and more ("dear
 # whoever reads these logs, i tried. bye"), and the greetings and goodbyes without risk mostly 1 to 5 words.
 _GREETING_WORDS = 5
+# An amount of a drug ("0.5 mg/kg", "40 mg", "2 ml"): a refusal of personal advice never carries one,
+# and neither does any reply to a crisis.
 DOSE = re.compile(r"\d[\d.,]*\s*(?:mg|milligrams?|mcg|micrograms?|µg|ml|millilit(?:er|re)s?|g)\b(?:\s*/\s*kg)?", re.I)
 
 
