@@ -17,7 +17,7 @@ from bpd_rag.corpus import load_corpus
 from bpd_rag.pipeline import Pipeline
 from bpd_rag.support import numbers_unsupported
 from bpd_rag.types import Message
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, exchange
 
 runner = CliRunner()
 
@@ -224,3 +224,33 @@ def test_a_premise_heard_from_someone_is_read_as_the_claim_itself(real_pipeline:
     sentence before "is that true": the claim is what a card settles."""
     assert real_pipeline.ask("i read online it cures bpd is that true").answerer == "card:is-ketamine-a-cure"
     assert real_pipeline.ask("i heard on tiktok that its super addictive. is that true").answerer == "card:addiction"
+
+
+@pytest.mark.real_model
+def test_a_question_in_a_cards_own_words_gets_that_card_whatever_leans_elsewhere(real_pipeline: Pipeline) -> None:
+    """ "whats the evidence for ketamine in bpd" is 0.96 from a reviewed phrasing of the card on how strong the
+    evidence is; the matcher's probability leaned to the card on the uncontrolled study's limits."""
+    question = real_pipeline.question_for("whats the evidence for ketamine in bpd")
+    ranked = real_pipeline.card_matcher.candidates(question)
+    assert ranked[0][0].id != "evidence-strength"  # what the probability alone would serve
+    assert real_pipeline.ask("whats the evidence for ketamine in bpd").answerer == "card:evidence-strength"
+
+
+@pytest.mark.real_model
+def test_a_follow_up_that_matches_the_card_just_given_gets_the_card_for_its_own_question(
+    real_pipeline: Pipeline,
+) -> None:
+    """ "and how long were people followed after" after the trial's dose card got the dose card again (its query
+    borrows the dose sentence); on its own it asks how long the trial followed people. A follow-up whose own words
+    match no card keeps the card just given."""
+    first = "what dose did the trial use"
+    given = real_pipeline.ask(first)
+    assert given.answerer == "card:trial-dose"
+    history = exchange(first, given.answer)
+    follow_up = "and how long were people followed after"
+    repeated = real_pipeline.card_matcher.match(real_pipeline.question_for(follow_up, history))
+    assert repeated is not None and repeated.card.id == "trial-dose"
+    assert real_pipeline.ask(follow_up, history).answerer == "card:trial-follow-up"
+    side_effects = real_pipeline.ask("side effects?")
+    again = real_pipeline.ask("are they bad", exchange("side effects?", side_effects.answer))
+    assert again.answerer == side_effects.answerer

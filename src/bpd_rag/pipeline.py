@@ -316,6 +316,12 @@ class Pipeline:
         premise the question takes as true (_PREMISES), the likeliest card of any."""
         self._follow_index()  # no index, no answers: cards too are served only by a ready server
         match = self.card_matcher.match(question)
+        if match is not None and _served_last(match.card, question.history):
+            # The card just given, again: the follow-up asks something that card did not answer ("how big was the
+            # study" after the card on its limits). The card for what the message asks on its own, if one answers it.
+            alone = self.card_matcher.match(self.question_for(question.text))
+            if alone is not None and alone.card.id != match.card.id:
+                return alone
         if match is not None:
             return match
         parts = [p.strip() for p in re.split(r"[.;!?\n]+", question.text) if len(p.split()) >= 2]
@@ -473,6 +479,13 @@ class Pipeline:
         self._store = None
         self._forget_loaded()
         return report
+
+
+def _served_last(card: Card, history: Sequence[Message]) -> bool:
+    """Whether the bot's last reply was this card: its first statement is in the reply (after any check-in)."""
+    if not history or history[-1].role != "assistant" or not card.statements:
+        return False
+    return card.statements[0].text.strip() in history[-1].content
 
 
 def _shipped(load: Callable[[], _Model]) -> _Model | None:
