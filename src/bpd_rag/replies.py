@@ -220,10 +220,13 @@ class Replies:
     def greeting_check_in(self, message: str, decision: SafetyDecision) -> Answer | None:
         """For a short greeting, thanks or goodbye with a risk signal ("good morning", "ok thanks. bye"): what the
         bot is for and the resources, without the distress reply's "that sounds really hard". None for anything
-        else (longer small talk, where a farewell may be meant, gets the distress reply)."""
+        else (longer small talk, where a farewell may be meant, gets the distress reply), except a longer thanks
+        and goodbye the safety layer recognised as an ordinary sign-off ("thanks so much, this was really
+        helpful! bye")."""
         texts = self.texts(decision.language)
         plain = re.sub(r"[^\w\s']", " ", message.lower()).split()
-        if not decision.smalltalk or not texts.greeting_check_in or not 0 < len(plain) <= _GREETING_WORDS:
+        short = 0 < len(plain) <= _GREETING_WORDS or decision.sign_off
+        if not decision.smalltalk or not texts.greeting_check_in or not short:
             return None
         return self._resources_reply("smalltalk", texts.greeting_check_in, decision)
 

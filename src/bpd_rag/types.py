@@ -250,6 +250,11 @@ class SafetyDecision(BaseModel):
     statement: bool = Field(
         default=False, description="The message only tells of a diagnosis (one's own or someone's) and asks nothing."
     )
+    sign_off: bool = Field(
+        default=False,
+        description="An ordinary thanks or goodbye that the risk model read as a farewell: the concern tier's short "
+        "goodbye with the resources, not the crisis reply.",
+    )
     turn_risk: float = Field(
         default=0.0, description="The model's crisis score of this message (1.0 is the threshold), kept per turn."
     )

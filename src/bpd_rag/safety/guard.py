@@ -25,6 +25,9 @@ from bpd_rag.types import Answer, Message, ReplyReview, RiskTier, SafetyDecision
 _CACHE_LIMIT = 4096
 _SCANNED_SUFFIXES = (".md", ".txt")  # files whose lines are the document's lines, so line numbers match
 _ASKED_WORDS = 2  # fewer words after a told diagnosis ("i have bpd too") ask nothing
+# An ordinary goodbye is not taken for a farewell only when no earlier turn came near a crisis: half the crisis
+# threshold ("does ketamine help bpd" reads 0.0-0.1 of it, a question on suicidal thoughts as a topic may read more).
+_SIGN_OFF_EARLIER = 0.5
 _LEAK_MIN_CHARS = 40  # a copied line of the system prompt this long is a leak, not a coincidence
 
 
@@ -119,6 +122,7 @@ class SafetyGuard:
             "crisis_patterns.yaml facilitation_after_crisis",
         )
         self.overdose = compile_regex(str(crisis_extra.get("overdose", r"(?!)")), "crisis_patterns.yaml overdose")
+        self.sign_off = compile_regex(str(crisis_extra.get("sign_off", r"(?!)")), "crisis_patterns.yaml sign_off")
         self.risk_referents = compile_regex(
             str(crisis_extra.get("risk_referents", r"(?!)")), "crisis_patterns.yaml risk_referents"
         )
@@ -173,9 +177,20 @@ class SafetyGuard:
         reading = self.read(message, language)
         normalised = self.spelling.normalise(message)
         crisis = self._crisis(message, normalised, reading, language)
-        if crisis is not None:
-            return crisis
         turns = _user_turns(history)
+        if crisis is not None and not (
+            crisis.reason.startswith("model") and self._signs_off(normalised, language, turns, conversation)
+        ):
+            return crisis
+        if crisis is not None:  # an ordinary goodbye read as a farewell by the model alone: the concern tier
+            return SafetyDecision(
+                language=language,
+                risk="concern",
+                smalltalk=True,
+                sign_off=True,
+                turn_risk=reading.crisis,
+                reason=f"sign-off read as crisis by the model ({reading.crisis:.2f})",
+            )
         earlier = self._earlier_turns(turns, conversation, language)
         if not earlier and conversation is not None:
             earlier = conversation.recent()  # the client dropped its history; the server did not
@@ -250,6 +265,20 @@ class SafetyGuard:
                 "leaning": leaning,
             }
         )
+
+    def _signs_off(
+        self, normalised: str, language: str, turns: Sequence[Message], conversation: ConversationRisk | None
+    ) -> bool:
+        """Whether the whole message is an ordinary thanks and goodbye (crisis_patterns.yaml sign_off) in a
+        conversation that showed no risk before: a goodbye after a turn with a risk signal may be a farewell."""
+        if language != "en" or self.sign_off.fullmatch(normalised.strip()) is None:
+            return False
+        if conversation is not None and (conversation.raised or conversation.concern):
+            return False
+        earlier = self._earlier_turns(turns, conversation, language)
+        if not earlier and conversation is not None:
+            earlier = conversation.recent()
+        return all(score < _SIGN_OFF_EARLIER for score in earlier)
 
     def _about_a_group(self, normalised: str) -> bool:
         """Whether the message asks about a group of people or what the treatment is for, saying nothing of the
