@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bpd_rag.retrieval import BM25Index, resolve_query
 from bpd_rag.types import Message
+from tests.conftest import exchange
 
 
 def test_bm25_prefers_rarer_terms_and_ignores_unknown_ones() -> None:
@@ -53,24 +54,16 @@ def test_follow_up_borrows_the_lead_of_the_answer_it_follows() -> None:
     assert resolve_query("is that safe tho", served) == f"can u do it at home {lead} is that safe tho"
     # The source named before a quote is not part of the lead (a follow-up's query went to the card on that source),
     # and a long clause before a colon is the answer itself.
-    sourced = [
-        Message(role="user", content="how many ppl"),
-        Message(
-            role="assistant",
-            content="Here is what the sources say:\n- Clinic's claim — Ketamine for BPD: Pros And Cons of This "
-            "Medication (clinic blog): Ketamine is a mixture of two forms. [1]",
-        ),
-    ]
+    sourced = exchange(
+        "how many ppl",
+        "Here is what the sources say:\n- Clinic's claim — Ketamine for BPD: Pros And Cons of This Medication "
+        "(clinic blog): Ketamine is a mixture of two forms. [1]",
+    )
     assert (
         resolve_query("and the other article?", sourced)
         == "how many ppl Ketamine is a mixture of two forms. and the other article?"
     )
-    early = [
-        Message(role="user", content="does it work"),
-        Message(
-            role="assistant", content="It is too early to say whether ketamine works for BPD: the trial was small. [1]"
-        ),
-    ]
+    early = exchange("does it work", "It is too early to say whether ketamine works for BPD: the trial was small. [1]")
     assert "too early to say whether ketamine works for BPD: the trial" in resolve_query("why", early)
 
 
@@ -137,10 +130,7 @@ def test_neighbours_follow_their_passage(hash_pipeline) -> None:  # type: ignore
 
 def test_a_follow_up_that_points_at_the_last_reply_without_a_pronoun_borrows_it() -> None:
     """ "the first one you listed" names nothing the sources are about: the previous turn and the reply's lead do."""
-    listed = [
-        Message(role="user", content="Which psychotherapies are used for BPD?"),
-        Message(role="assistant", content="Common types are DBT and CBT. [1]"),
-    ]
+    listed = exchange("Which psychotherapies are used for BPD?", "Common types are DBT and CBT. [1]")
     asked = "Has anyone suggested combining ketamine with the first one you listed?"
     assert (
         resolve_query(asked, listed) == f"Which psychotherapies are used for BPD? Common types are DBT and CBT. {asked}"
