@@ -593,8 +593,15 @@ def test_an_ordinary_goodbye_the_model_reads_as_a_farewell_gets_the_short_goodby
         assert decision.action == "answer" and decision.risk == "concern" and decision.sign_off, message
         reply = safe_pipeline.reply(message, [], decision)
         assert reply.kind == "smalltalk" and reply.resources and "sounds really hard" not in reply.answer
+    spanish = safe_pipeline.assess("ya me voy a dormir, gracias")  # sign_off_es
+    assert spanish.sign_off and spanish.language == "es"
+    assert safe_pipeline.reply("ya me voy a dormir, gracias", [], spanish).answer.startswith("Gracias por escribir")
     # Not in the grammar: the crisis reply, as before.
-    for message in ("thanks for everything. goodbye forever", "going to sleep now and not waking up, bye"):
+    for message in (
+        "thanks for everything. goodbye forever",
+        "going to sleep now and not waking up, bye",
+        "ya me voy a dormir para siempre, gracias por todo",
+    ):
         assert safe_pipeline.assess(message).action == "crisis", message
     # After a turn with risk, the same goodbye may be a farewell.
     after = exchange("i want to die so bad", "I'm really sorry you're going through this.")

@@ -122,7 +122,10 @@ class SafetyGuard:
             "crisis_patterns.yaml facilitation_after_crisis",
         )
         self.overdose = compile_regex(str(crisis_extra.get("overdose", r"(?!)")), "crisis_patterns.yaml overdose")
-        self.sign_off = compile_regex(str(crisis_extra.get("sign_off", r"(?!)")), "crisis_patterns.yaml sign_off")
+        self.sign_off = {
+            language: compile_regex(str(crisis_extra.get(key, r"(?!)")), f"crisis_patterns.yaml {key}")
+            for language, key in (("en", "sign_off"), ("es", "sign_off_es"))
+        }
         self.risk_referents = compile_regex(
             str(crisis_extra.get("risk_referents", r"(?!)")), "crisis_patterns.yaml risk_referents"
         )
@@ -271,7 +274,8 @@ class SafetyGuard:
     ) -> bool:
         """Whether the whole message is an ordinary thanks and goodbye (crisis_patterns.yaml sign_off) in a
         conversation that showed no risk before: a goodbye after a turn with a risk signal may be a farewell."""
-        if language != "en" or self.sign_off.fullmatch(normalised.strip()) is None:
+        grammar = self.sign_off.get(language)
+        if grammar is None or grammar.fullmatch(normalised.strip()) is None:
             return False
         if conversation is not None and (conversation.raised or conversation.concern):
             return False
