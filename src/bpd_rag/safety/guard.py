@@ -195,8 +195,6 @@ class SafetyGuard:
                 reason=f"sign-off read as crisis by the model ({reading.crisis:.2f})",
             )
         earlier = self._earlier_turns(turns, conversation, language)
-        if not earlier and conversation is not None:
-            earlier = conversation.recent()  # the client dropped its history; the server did not
         raised = any(score >= 1.0 for score in earlier) or (conversation is not None and conversation.raised)
         # Risk accumulates: once a turn of this conversation showed a risk signal, later replies keep the
         # resources (concern) even when the later turn is harmless alone.
@@ -279,10 +277,7 @@ class SafetyGuard:
             return False
         if conversation is not None and (conversation.raised or conversation.concern):
             return False
-        earlier = self._earlier_turns(turns, conversation, language)
-        if not earlier and conversation is not None:
-            earlier = conversation.recent()
-        return all(score < _SIGN_OFF_EARLIER for score in earlier)
+        return all(score < _SIGN_OFF_EARLIER for score in self._earlier_turns(turns, conversation, language))
 
     def _about_a_group(self, normalised: str) -> bool:
         """Whether the message asks about a group of people or what the treatment is for, saying nothing of the
@@ -335,7 +330,11 @@ class SafetyGuard:
     def _earlier_turns(
         self, turns: Sequence[Message], conversation: ConversationRisk | None, language: str
     ) -> list[float]:
-        """Crisis scores of the recent earlier user turns: remembered by the conversation, or read (bounded)."""
+        """Crisis scores of the recent earlier user turns: remembered by the conversation, or read (bounded). A
+        client that sent no history gets the scores the conversation kept (the client dropped its history; the
+        server did not)."""
+        if not turns and conversation is not None:
+            return conversation.recent()
         scores = []
         for turn in turns[-HISTORY_TURNS:]:
             remembered = conversation.turns.get(turn_key(turn.content)) if conversation is not None else None
